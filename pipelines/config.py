@@ -1,0 +1,89 @@
+"""One typed configuration, loaded from `conf/*.yaml` and overridden by command-line flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines.errors import UsageError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FieldNames(_Frozen):
+    """Names of the contract's event fields in the raw records."""
+
+    event_id: str = "event_id"
+    key: str = "key"
+    seq: str = "seq"
+    event_time: str = "event_time"
+    op: str = "op"
+    amount: str = "amount"
+    ingested_at: str = "ingested_at"
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.model_dump())
+
+
+class QuarantineConfig(_Frozen):
+    max_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class SparkConfig(_Frozen):
+    master: str | None = "local[*]"
+    app_name: str = "backfill"
+    shuffle_partitions: int = Field(default=8, ge=1)
+    jars_dir: str = "~/.cache/backfill-pipeline/jars"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Frozen):
+    fields: FieldNames = FieldNames()
+    fold: str = "balance"
+    quarantine: QuarantineConfig = QuarantineConfig()
+    spark: SparkConfig = SparkConfig()
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """Return a copy with dotted keys replaced, e.g. `{"spark.master": "local[2]"}`."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        return Config.model_validate(data)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a YAML config file into a `Config`; a bad file is a usage error (exit 2)."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config {config_path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config {config_path} is not valid YAML: {_first_line(exc)}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"config {config_path} must be a mapping, found {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"config {config_path}: {where}: {first['msg']}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

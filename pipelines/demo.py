@@ -1,0 +1,82 @@
+"""`backfill demo`: a faulty live worker's table, corrected by a backfill, start to finish."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from pipelines.config import Config
+from pipelines.errors import UsageError
+from pipelines.folds import get_fold
+from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.live_worker import live_worker_states
+from pipelines.io.delta_tables import commit_metadata, ensure_table, table_version
+from pipelines.job import Progress, RunRequest, default_quarantine_uri, run_backfill
+from pipelines.report import format_summary
+from pipelines.session import build_session
+
+MARKER = ".backfill-demo"
+
+
+def run_demo(args: argparse.Namespace, config: Config, faults: FaultRates, progress: Progress) -> int:
+    workdir = _fresh_workdir(Path(args.workdir))
+    events_dir, table = workdir / "events", str((workdir / "state").resolve())
+    fold = get_fold(config.fold)
+    if fold.name != "balance":
+        raise UsageError("the demo's live worker keeps balances; run it with --fold balance")
+
+    progress(f"generating {args.events:,} events for {args.keys:,} keys with faults")
+    log = generate_log(
+        events_dir, events=args.events, keys=args.keys, seed=args.seed, faults=faults,
+        days=args.days, files_per_day=args.files_per_day, data_format=args.format,
+        gzip_files=args.gzip,
+    )
+    progress(
+        f"wrote {log.lines_written:,} lines in {len(log.files)} files: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
+    )
+    worker_rows = live_worker_states(log.delivered, seed=args.seed)
+
+    progress("starting Spark (local mode, Delta on local disk)")
+    spark = build_session(config.spark, show_progress=sys.stderr.isatty())
+    try:
+        progress(f"writing the live worker's state for {len(worker_rows):,} keys to {table}")
+        with commit_metadata(spark, {"writer": "live-worker", "note": "state to be corrected"}):
+            ensure_table(spark, table, fold.state_schema)
+            spark.createDataFrame(worker_rows, fold.state_schema).write.format("delta").mode(
+                "append"
+            ).save(table)
+        progress(f"live worker table at version {table_version(spark, table)}; backfilling")
+        request = RunRequest(
+            sources=[str(events_dir.resolve())],
+            table=table,
+            quarantine_table=default_quarantine_uri(table),
+            report_path=str(workdir / "report.json"),
+        )
+        report = run_backfill(spark, config, request, progress)
+    finally:
+        spark.stop()
+
+    print()
+    print(format_summary(report))
+    print()
+    print(f"The report is in {workdir / 'report.json'}. Look closer:")
+    print(f"  spark.read.format('delta').option('versionAsOf', "
+          f"{report.table_version_before}).load('{table}')   # the live worker's state")
+    print(f"  backfill run --source {events_dir} --table {table}   # a rerun changes no row")
+    return 0
+
+
+def _fresh_workdir(workdir: Path) -> Path:
+    """Empty `workdir` if an earlier demo made it; never delete a directory it did not make."""
+    if workdir.exists():
+        if not (workdir / MARKER).exists():
+            if any(workdir.iterdir()):
+                raise UsageError(f"{workdir} exists and was not made by the demo; pick --workdir")
+        else:
+            shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).touch()
+    return workdir

@@ -1,0 +1,1 @@
+"""All reading and writing lives here: sources, Delta tables, reports."""

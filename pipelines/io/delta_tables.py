@@ -1,0 +1,138 @@
+"""The state and quarantine Delta tables: create, MERGE, append, with metadata on every commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+
+from pipelines.errors import RunFailed
+from pipelines.folds import Fold
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("quarantined_at", TimestampType(), False),
+        StructField("source_file", StringType(), False),
+        StructField("reason", StringType(), False),
+        StructField("event_id", StringType(), True),
+        StructField("key", StringType(), True),
+        StructField("raw", StringType(), True),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    inserted: int
+    updated: int
+    deleted: int
+    version: int
+
+
+@contextmanager
+def commit_metadata(spark: SparkSession, metadata: dict[str, Any]) -> Iterator[None]:
+    """Attach `metadata` as `userMetadata` to the Delta commits made inside the block.
+
+    MERGE takes no per-call metadata (delta-io/delta#857), so it rides on the session conf.
+    """
+    spark.conf.set(USER_METADATA_CONF, json.dumps(metadata, sort_keys=True, default=str))
+    try:
+        yield
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+
+
+def table_version(spark: SparkSession, uri: str) -> int | None:
+    """The latest committed version of the Delta table at `uri`, or None if there is none."""
+    if not DeltaTable.isDeltaTable(spark, uri):
+        return None
+    row = DeltaTable.forPath(spark, uri).history(1).select("version").first()
+    return int(row["version"]) if row else None
+
+
+def read_version(spark: SparkSession, uri: str, version: int | None) -> DataFrame | None:
+    if version is None:
+        return None
+    return spark.read.format("delta").option("versionAsOf", version).load(uri)
+
+
+def ensure_table(spark: SparkSession, uri: str, schema: StructType) -> DeltaTable:
+    """Create the table with the change data feed on if it is missing; check its columns."""
+    builder = DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
+    for name, value in TABLE_PROPERTIES.items():
+        builder = builder.property(name, value)
+    table = builder.execute()
+    _check_columns(uri, table.toDF().schema, schema)
+    return table
+
+
+def check_table_schema(spark: SparkSession, uri: str, expected: StructType) -> None:
+    """Fail before any work when an existing table lacks the columns this fold writes."""
+    _check_columns(uri, DeltaTable.forPath(spark, uri).toDF().schema, expected)
+
+
+def _check_columns(uri: str, found: StructType, expected: StructType) -> None:
+    found_types = {f.name: f.dataType.simpleString() for f in found.fields}
+    missing = [
+        f"{f.name} {f.dataType.simpleString()}"
+        for f in expected.fields
+        if found_types.get(f.name) != f.dataType.simpleString()
+    ]
+    if missing:
+        have = ", ".join(f"{n} {t}" for n, t in found_types.items())
+        raise RunFailed(
+            f"table {uri} does not have the expected columns {', '.join(missing)}; it has {have}"
+        )
+
+
+def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) -> MergeResult:
+    """Insert new keys, update keys whose state changed, leave every other row untouched."""
+    table = ensure_table(spark, uri, fold.state_schema)
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in fold.state_columns)
+    metrics = (
+        table.alias("t")
+        .merge(state_df.alias("s"), "t.key = s.key")
+        .whenMatchedUpdate(condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns})
+        .whenNotMatchedInsertAll()
+        .execute()
+        .first()
+    )
+    version = table_version(spark, uri)
+    assert version is not None
+    return MergeResult(
+        inserted=int(metrics["num_inserted_rows"]) if metrics else 0,
+        updated=int(metrics["num_updated_rows"]) if metrics else 0,
+        deleted=int(metrics["num_deleted_rows"]) if metrics else 0,
+        version=version,
+    )
+
+
+def append_quarantine(
+    spark: SparkSession, uri: str, quarantined_df: DataFrame, run_id: str
+) -> int:
+    """Append this run's quarantined records; returns the new table version."""
+    ensure_table(spark, uri, QUARANTINE_SCHEMA)
+    rows_df = quarantined_df.select(
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("quarantined_at"),
+        "source_file",
+        "reason",
+        "event_id",
+        "key",
+        "raw",
+    )
+    rows_df.write.format("delta").mode("append").save(uri)
+    version = table_version(spark, uri)
+    assert version is not None
+    return version

@@ -1,0 +1,217 @@
+"""The backfill run: read -> validate -> deduplicate -> fold -> reconcile -> MERGE.
+
+Transforms are pure; this module wires them to the I/O modules, counts, and commits.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import metadata
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.config import Config
+from pipelines.errors import RunFailed
+from pipelines.folds import Fold, get_fold
+from pipelines.io.delta_tables import (
+    append_quarantine,
+    check_table_schema,
+    commit_metadata,
+    merge_state,
+    read_version,
+    table_version,
+)
+from pipelines.io.sources import DateWindow, read_raw_records
+from pipelines.report import Counts, KeyChanges, RunReport, write_report
+from pipelines.transforms.dedupe import classify_records
+from pipelines.transforms.fold import fold_states
+from pipelines.transforms.reconcile import with_change_kind
+from pipelines.transforms.validate import parse_events
+
+Progress = Callable[[str], None]
+TOP_CHANGES = 5
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def default_quarantine_uri(table_uri: str) -> str:
+    return table_uri.rstrip("/") + "_quarantine"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    sources: list[str]
+    table: str
+    quarantine_table: str
+    window: DateWindow = DateWindow()
+    dry_run: bool = False
+    report_path: str | None = None
+    run_id: str = field(default_factory=new_run_id)
+
+
+def run_backfill(
+    spark: SparkSession, config: Config, request: RunRequest, progress: Progress
+) -> RunReport:
+    """Run one backfill and return its report; `report.status` says what was committed.
+
+    Status `quarantine_threshold_exceeded` means the quarantine was written and the state
+    table was not. Raises `RunFailed` when the accounting does not balance.
+    """
+    started = time.monotonic()
+    fold = get_fold(config.fold)
+    report = _new_report(config, request)
+
+    version_before = table_version(spark, request.table)
+    if version_before is not None:
+        check_table_schema(spark, request.table, fold.state_schema)
+    report.table_version_before = version_before
+    report.table_version_after = version_before
+    report.quarantine_version_after = table_version(spark, request.quarantine_table)
+
+    progress(f"reading {len(request.sources)} source(s) and validating every record")
+    validated_df = read_raw_records(spark, request.sources, request.window).transform(
+        parse_events, config.fields, fold.ops
+    )
+    cached: list[DataFrame] = []
+    try:
+        validated_df = _persist(validated_df, cached)
+        records_df = _persist(validated_df.transform(classify_records), cached)
+        report.counts = count_records(validated_df, records_df)
+        progress(
+            f"read {report.counts.records_read:,} records: {report.counts.quarantined:,} "
+            f"quarantined, {report.counts.duplicates_dropped:,} duplicates; folding keys"
+        )
+        state_df = _persist(records_df.transform(fold_states, fold), cached)
+        current_df = read_version(spark, request.table, version_before)
+        changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
+        report.keys = summarize_changes(changes_df)
+        progress(
+            f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
+            f"{report.keys.updated:,} to correct"
+        )
+        _commit(spark, config, request, report, records_df, state_df, fold, progress)
+    finally:
+        for df in cached:
+            df.unpersist()
+        report.duration_seconds = round(time.monotonic() - started, 3)
+        if request.report_path:
+            write_report(report, request.report_path)
+    return report
+
+
+def _commit(
+    spark: SparkSession,
+    config: Config,
+    request: RunRequest,
+    report: RunReport,
+    records_df: DataFrame,
+    state_df: DataFrame,
+    fold: Fold,
+    progress: Progress,
+) -> None:
+    """Write the state (unless held back) and the quarantine, each commit with metadata."""
+    quarantined_df = records_df.filter(F.col("outcome") == "quarantined")
+    max_ratio = config.quarantine.max_ratio
+    over_threshold = max_ratio is not None and report.counts.quarantined_ratio > max_ratio
+    if request.dry_run:
+        report.status = "dry_run"
+        return
+    with commit_metadata(spark, report.commit_metadata()):
+        if over_threshold:
+            report.status = "quarantine_threshold_exceeded"
+        else:
+            progress(f"merging into {request.table}")
+            merged = merge_state(spark, request.table, state_df, fold)
+            report.table_version_after = merged.version
+            report.status = "committed"
+        if report.counts.quarantined:
+            progress(f"appending {report.counts.quarantined:,} records to {request.quarantine_table}")
+            report.quarantine_version_after = append_quarantine(
+                spark, request.quarantine_table, quarantined_df, report.run_id
+            )
+
+
+def count_records(validated_df: DataFrame, records_df: DataFrame) -> Counts:
+    """The accounting of sections 2 and 3; raises if a record went missing on the way."""
+    records_read = validated_df.count()
+    counts = Counts(records_read=records_read)
+    for row in records_df.groupBy("outcome", "reason").count().collect():
+        if row["outcome"] == "valid":
+            counts.valid_unique += row["count"]
+        elif row["outcome"] == "duplicate":
+            counts.duplicates_dropped += row["count"]
+        else:
+            counts.quarantined += row["count"]
+            counts.quarantined_by_reason[row["reason"]] = row["count"]
+    if not counts.balances:
+        raise RunFailed(
+            f"accounting does not balance: read {counts.records_read} != valid "
+            f"{counts.valid_unique} + duplicates {counts.duplicates_dropped} + quarantined "
+            f"{counts.quarantined}; nothing was written"
+        )
+    return counts
+
+
+def summarize_changes(changes_df: DataFrame) -> KeyChanges:
+    summary = KeyChanges()
+    totals = changes_df.groupBy("change").agg(
+        F.count("*").alias("keys"), F.sum(F.abs("measure_delta")).alias("abs_change")
+    )
+    for row in totals.collect():
+        setattr(summary, {"insert": "inserted", "update": "updated"}.get(row["change"], "unchanged"),
+                row["keys"])
+        if row["change"] == "update":
+            summary.total_abs_change = row["abs_change"] or Decimal(0)
+    summary.total = summary.inserted + summary.updated + summary.unchanged
+    top_rows = (
+        changes_df.filter(F.col("change") == "update")
+        .orderBy(F.abs("measure_delta").desc(), "key")
+        .limit(TOP_CHANGES)
+        .collect()
+    )
+    summary.top_changes = [
+        {"key": r["key"], "before": r["measure_before"], "after": r["measure_after"],
+         "delta": r["measure_delta"]}
+        for r in top_rows
+    ]
+    return summary
+
+
+def _persist(df: DataFrame, cached: list[DataFrame]) -> DataFrame:
+    cached.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+    return df
+
+
+def _new_report(config: Config, request: RunRequest) -> RunReport:
+    return RunReport(
+        run_id=request.run_id,
+        status="started",
+        fold=config.fold,
+        sources=list(request.sources),
+        window={
+            "from": request.window.start.isoformat() if request.window.start else None,
+            "to": request.window.end.isoformat() if request.window.end else None,
+        },
+        table=request.table,
+        quarantine_table=request.quarantine_table,
+        counts=Counts(),
+        keys=KeyChanges(),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        code_version=_code_version(),
+    )
+
+
+def _code_version() -> str:
+    try:
+        return metadata.version("backfill-pipeline")
+    except metadata.PackageNotFoundError:
+        return "unknown"

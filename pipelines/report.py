@@ -1,0 +1,145 @@
+"""The run report: the accounting of sections 2 and 3, key changes, versions; JSON and text."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Counts:
+    records_read: int = 0
+    valid_unique: int = 0
+    duplicates_dropped: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balances(self) -> bool:
+        """The contract's invariant: records_read == valid_unique + duplicates + quarantined."""
+        parts = self.valid_unique + self.duplicates_dropped + self.quarantined
+        return self.records_read == parts and sum(self.quarantined_by_reason.values()) == (
+            self.quarantined
+        )
+
+    @property
+    def quarantined_ratio(self) -> float:
+        return self.quarantined / self.records_read if self.records_read else 0.0
+
+
+@dataclass
+class KeyChanges:
+    total: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    total_abs_change: Decimal = Decimal(0)
+    top_changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    status: str  # committed | dry_run | quarantine_threshold_exceeded
+    fold: str
+    sources: list[str]
+    window: dict[str, str | None]
+    table: str
+    quarantine_table: str
+    counts: Counts
+    keys: KeyChanges
+    table_version_before: int | None = None
+    table_version_after: int | None = None
+    quarantine_version_after: int | None = None
+    started_at: str = ""
+    duration_seconds: float = 0.0
+    code_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
+
+    def commit_metadata(self) -> dict[str, Any]:
+        """What every Delta commit of this run carries as `userMetadata`."""
+        return {
+            "writer": "backfill",
+            "run_id": self.run_id,
+            "fold": self.fold,
+            "sources": self.sources,
+            "window": self.window,
+            "counts": {
+                "records_read": self.counts.records_read,
+                "valid_unique": self.counts.valid_unique,
+                "duplicates_dropped": self.counts.duplicates_dropped,
+                "quarantined": self.counts.quarantined,
+            },
+            "code_version": self.code_version,
+        }
+
+
+def write_report(report: RunReport, path: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(report.to_json() + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def format_summary(report: RunReport) -> str:
+    """A short human summary of a run, as `backfill run` and `backfill demo` print it."""
+    c, k = report.counts, report.keys
+    lines = [
+        f"run {report.run_id}: {report.status.replace('_', ' ')}",
+        f"  read            {c.records_read:>12,} records from {len(report.sources)} source(s)",
+        f"  valid, unique   {c.valid_unique:>12,}",
+        f"  duplicates      {c.duplicates_dropped:>12,} dropped (identical copies)",
+        f"  quarantined     {c.quarantined:>12,} ({c.quarantined_ratio:.2%})",
+    ]
+    for reason, n in sorted(c.quarantined_by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"      {reason:<28} {n:>8,}")
+    verb = "would be" if report.status == "dry_run" else "were"
+    lines += [
+        f"  keys            {k.total:>12,} folded: {k.inserted:,} inserted, "
+        f"{k.updated:,} corrected, {k.unchanged:,} already right ({verb} so)",
+        f"  total |change|  {_fmt_decimal(k.total_abs_change):>12}",
+    ]
+    for row in k.top_changes:
+        lines.append(
+            f"      {row['key']:<20} {_fmt_decimal(row['before']):>16} -> "
+            f"{_fmt_decimal(row['after']):>16}  ({_fmt_signed(row['delta'])})"
+        )
+    lines.append(
+        f"  state table     {report.table}  version {_fmt_version(report.table_version_before)}"
+        f" -> {_fmt_version(report.table_version_after)}"
+    )
+    lines.append(
+        f"  quarantine      {report.quarantine_table}  version "
+        f"{_fmt_version(report.quarantine_version_after)}"
+    )
+    lines.append(f"  took            {report.duration_seconds:>11.1f}s")
+    return "\n".join(lines)
+
+
+def _fmt_version(version: int | None) -> str:
+    return "none" if version is None else str(version)
+
+
+def _fmt_decimal(value: Any) -> str:
+    if value is None:
+        return "(new)"
+    return f"{Decimal(value).normalize():,f}"
+
+
+def _fmt_signed(value: Any) -> str:
+    text = _fmt_decimal(value)
+    return text if text.startswith("-") else "+" + text

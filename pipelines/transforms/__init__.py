@@ -1,0 +1,1 @@
+"""Pure `DataFrame -> DataFrame` steps of the backfill: validate, deduplicate, fold, reconcile."""

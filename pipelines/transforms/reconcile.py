@@ -1,0 +1,45 @@
+"""Compare freshly folded state with the table's current rows: what a MERGE will change."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.folds import Fold
+
+CHANGE_KINDS = ("insert", "update", "unchanged")
+
+
+def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:
+    """Per key of `state_df`: `change` (insert / update / unchanged) and the measure before/after.
+
+    `current_df` is the table as it is now (None when the table does not exist yet). The
+    update test is the MERGE's own: some state column differs, NULL-safe.
+    """
+    if current_df is None:
+        current_df = state_df.limit(0)
+    before_df = current_df.select(
+        "key",
+        F.lit(True).alias("in_table"),
+        *[F.col(c).alias(f"before_{c}") for c in fold.state_columns],
+    )
+    differs: Column = reduce(
+        lambda acc, col: acc | col,
+        [~F.col(c).eqNullSafe(F.col(f"before_{c}")) for c in fold.state_columns],
+    )
+    change = (
+        F.when(F.col("in_table").isNull(), "insert")
+        .when(differs, "update")
+        .otherwise("unchanged")
+    )
+    measure_before = F.col(f"before_{fold.measure}") if fold.measure else F.lit(None)
+    measure_after = F.col(fold.measure) if fold.measure else F.lit(None)
+    return state_df.join(before_df, on="key", how="left").select(
+        "key",
+        change.alias("change"),
+        measure_before.alias("measure_before"),
+        measure_after.alias("measure_after"),
+        (measure_after - F.coalesce(measure_before, F.lit(0))).alias("measure_delta"),
+    )
