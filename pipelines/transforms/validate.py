@@ -63,8 +63,10 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
 
 
 def _is_json_object() -> Column:
-    # try_parse_json accepted the whole text; a document that starts with "{" is an object.
-    return F.col("_doc").isNotNull() & F.ltrim("raw").startswith("{")
+    # try_parse_json accepted the text and it is one object: it starts with "{" and ends
+    # with "}" (try_parse_json ignores text after the first value, e.g. `{...} junk`).
+    text = F.trim(F.col("raw"))
+    return F.col("_doc").isNotNull() & text.startswith("{") & text.endswith("}")
 
 
 def _text_and_type(name: str, path: str) -> tuple[Column, Column]:

@@ -1,0 +1,90 @@
+"""The balance fold: a plain function of one key's events, and the same under applyInArrow."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+from chispa import assert_df_equality
+
+from pipelines.folds import get_fold
+from pipelines.transforms.fold import fold_states
+
+FOLD = get_fold("balance")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def events_table(rows: list[tuple[str, str, int, str, str]]) -> pa.Table:
+    """rows of (key, event_id, seq, op, amount)."""
+    return pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "event_id": [r[1] for r in rows],
+            "seq": pa.array([r[2] for r in rows], pa.int64()),
+            "event_time": pa.array([T0 + timedelta(hours=r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+            "op": [r[3] for r in rows],
+            "amount": pa.array([Decimal(r[4]) for r in rows], pa.decimal128(27, 9)),
+        }
+    )
+
+
+def fold_one(rows):
+    return FOLD.fold_key(events_table(rows)).to_pylist()[0]
+
+
+def test_set_resets_and_order_is_by_seq_not_arrival():
+    state = fold_one(
+        [
+            ("k", "e4", 4, "subtract", "0.25"),
+            ("k", "e1", 1, "add", "100"),
+            ("k", "e3", 3, "set", "10.5"),
+            ("k", "e2", 2, "add", "7"),
+        ]
+    )
+    assert state == {
+        "key": "k", "balance": Decimal("10.25"), "event_count": 4, "last_seq": 4,
+        "missing_seq_count": 0, "last_event_time": T0 + timedelta(hours=4),
+    }
+
+
+def test_holes_are_counted_and_no_set_starts_at_zero():
+    state = fold_one([("k", "a", 2, "add", "1"), ("k", "b", 5, "subtract", "3")])
+    assert (state["balance"], state["last_seq"], state["missing_seq_count"]) == (Decimal(-2), 5, 3)
+
+
+def test_exact_decimals_where_floats_would_drift():
+    rows = [("k", f"e{i}", i, "add", "0.1") for i in range(1, 1001)]
+    rows += [("k", "big", 1001, "add", "999999999999999999.999999999")]
+    assert fold_one(rows)["balance"] == Decimal("1000000000000000099.999999999")
+
+
+def test_equal_seq_is_broken_by_event_id():
+    rows = [("k", "b", 1, "set", "2"), ("k", "a", 1, "set", "1")]
+    assert fold_one(rows)["balance"] == Decimal(2)
+    assert fold_one(rows[::-1])["balance"] == Decimal(2)
+
+
+def test_apply_in_arrow_equals_pandas_groupby_apply(spark):
+    rng = random.Random(1)
+    rows = [
+        (f"k{rng.randrange(7)}", f"e{i}", rng.randint(1, 40), rng.choice(["add", "subtract", "set"]),
+         str(Decimal(rng.randint(-10**6, 10**6)).scaleb(-3)))
+        for i in range(600)
+    ]
+    table = events_table(rows)
+    events_df = spark.createDataFrame(table.to_pandas()).selectExpr(
+        "*", "'valid' AS outcome"
+    ).selectExpr(
+        "key", "event_id", "seq", "event_time", "op", "CAST(amount AS decimal(27,9)) AS amount", "outcome"
+    )
+    expected_pdf = pd.concat(
+        FOLD.fold_key(pa.Table.from_pandas(group, preserve_index=False)).to_pandas()
+        for _, group in table.to_pandas().groupby("key")
+    )
+    expected = spark.createDataFrame(expected_pdf, FOLD.state_schema)
+    assert_df_equality(
+        fold_states(events_df, FOLD), expected, ignore_row_order=True, ignore_nullable=True
+    )

@@ -1,0 +1,133 @@
+"""`parse_events`: each bad record gets the contract's reason; valid ones get exact types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql.types import (
+    DecimalType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from pipelines.config import FieldNames
+from pipelines.transforms.validate import parse_events
+
+OPS = {"add", "subtract", "set"}
+GOOD = '"event_id":"e1","key":"k1","seq":1,"event_time":"2026-01-01T10:00:00Z","op":"add"'
+
+EXPECTED_SCHEMA = StructType(
+    [
+        StructField("raw", StringType(), True),
+        StructField("event_id", StringType(), True),
+        StructField("key", StringType(), True),
+        StructField("seq", LongType(), True),
+        StructField("event_time", TimestampType(), True),
+        StructField("op", StringType(), True),
+        StructField("amount", DecimalType(27, 9), True),
+        StructField("ingested_at", TimestampType(), True),
+        StructField("reason", StringType(), True),
+    ]
+)
+
+
+def validate(spark, lines: list[str], fields: FieldNames = FieldNames()):
+    raw_df = spark.createDataFrame([("f.jsonl", line) for line in lines], "source_file string, raw string")
+    return raw_df.transform(parse_events, fields, OPS).drop("source_file")
+
+
+def reasons(spark, lines: list[str]) -> list[str | None]:
+    rows = validate(spark, lines).select("raw", "reason").collect()
+    by_raw = {r["raw"]: r["reason"] for r in rows}
+    return [by_raw[line] for line in lines]
+
+
+def test_valid_records_are_typed_exactly(spark):
+    lines = [
+        "{" + GOOD + ',"amount":123456789012345678.123456789,"ingested_at":"2026-01-01T10:00:05.5+02:00"}',
+        "{" + GOOD + ',"amount":"-0.5","extra":{"ignored":[1,2]}}',
+    ]
+    expected = spark.createDataFrame(
+        [
+            (lines[0], "e1", "k1", 1, datetime(2026, 1, 1, 10), "add",
+             Decimal("123456789012345678.123456789"), datetime(2026, 1, 1, 8, 0, 5, 500000), None),
+            (lines[1], "e1", "k1", 1, datetime(2026, 1, 1, 10), "add", Decimal("-0.5"), None, None),
+        ],
+        EXPECTED_SCHEMA,
+    )
+    assert_df_equality(validate(spark, lines), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{" + GOOD + ',"amount":1', "malformed_json"),
+        ("not json", "malformed_json"),
+        ("[{" + GOOD + ',"amount":1}]', "malformed_json"),
+        ("42", "malformed_json"),
+        ("{" + GOOD + ',"amount":1} trailing', "malformed_json"),
+        ("{" + GOOD + ',"amount":NaN}', "malformed_json"),
+        ("{" + GOOD + ',"amount":1,"amount":2}', "malformed_json"),
+        ('{"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}', "missing_field:event_id"),
+        ('{"event_id":null,"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}', "missing_field:event_id"),
+        ("{" + GOOD.replace('"op":"add"', '"op":null') + ',"amount":1}', "missing_field:op"),
+        ("{" + GOOD + "}", "missing_field:amount"),
+        ("{" + GOOD.replace('"e1"', '""') + ',"amount":1}', "bad_type:event_id"),
+        ("{" + GOOD.replace('"e1"', "17") + ',"amount":1}', "bad_type:event_id"),
+        ("{" + GOOD.replace('"k1"', '{"a":1}') + ',"amount":1}', "bad_type:key"),
+        ("{" + GOOD.replace('"seq":1', '"seq":0') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":-4') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":1.5') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":"three"') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":true') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":99999999999999999999999') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "yesterday") + ',"amount":1}', "bad_type:event_time"),
+        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "10:00") + ',"amount":1}', "bad_type:event_time"),
+        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "2026-13-45T00:00:00Z") + ',"amount":1}', "bad_type:event_time"),
+        ("{" + GOOD.replace('"add"', '"multiply"') + ',"amount":1}', "unknown_op"),
+        ("{" + GOOD.replace('"add"', '"ADD"') + ',"amount":1}', "unknown_op"),
+        ("{" + GOOD + ',"amount":"abc"}', "bad_type:amount"),
+        ("{" + GOOD + ',"amount":true}', "bad_type:amount"),
+        ("{" + GOOD + ',"amount":"NaN"}', "bad_type:amount"),
+        ("{" + GOOD + ',"amount":[1]}', "bad_type:amount"),
+        ("{" + GOOD + ',"amount":1e400}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":"1e400"}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":1234567890123456789}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":0.0000000001}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":"1.0000000001"}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":"1e99999999"}', "amount_out_of_range"),
+        ("{" + GOOD + ',"amount":1,"ingested_at":"later"}', "bad_type:ingested_at"),
+        ("{" + GOOD + ',"amount":1,"ingested_at":5}', "bad_type:ingested_at"),
+        # Accepted edge cases: exact digits, exponents that land in range, zero.
+        ("{" + GOOD + ',"amount":999999999999999999.999999999}', None),
+        ("{" + GOOD + ',"amount":"1.5e3"}', None),
+        ("{" + GOOD + ',"amount":1E-9}', None),
+        ("{" + GOOD + ',"amount":"0e99999999"}', None),
+        ("{" + GOOD + ',"amount":"1.2300000000000"}', None),
+        ("{" + GOOD.replace('"seq":1', '"seq":"12"') + ',"amount":1}', None),
+        ("{" + GOOD + ',"amount":1,"ingested_at":null}', None),
+    ],
+)
+def test_reason_for_each_contract_rule(spark, line, reason):
+    assert reasons(spark, [line]) == [reason]
+
+
+def test_deep_nesting_and_huge_lines_are_quarantined_not_fatal(spark):
+    deep = '{"event_id":' + "[" * 5000 + "]" * 5000 + "}"
+    huge = "{" + GOOD + ',"amount":1,"pad":"' + "x" * 10_000_000 + '"}'
+    assert reasons(spark, [deep, huge]) == ["malformed_json", None]
+
+
+def test_mapped_field_names(spark):
+    fields = FieldNames(event_id="id", key="account", seq="n", amount="value")
+    line = '{"id":"e","account":"a","n":2,"event_time":"2026-01-01","op":"set","value":"7"}'
+    row = validate(spark, [line], fields).first()
+    assert (row["event_id"], row["key"], row["seq"], row["amount"], row["reason"]) == (
+        "e", "a", 2, Decimal("7"), None,
+    )
