@@ -32,21 +32,42 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="backfill the state table from raw events")
-    run.add_argument("--source", action="append", required=True, metavar="URI",
-                     help="file, directory or glob of JSON Lines or Parquet (repeatable)")
+    run.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="URI",
+        help="file, directory or glob of JSON Lines or Parquet (repeatable)",
+    )
     run.add_argument("--table", required=True, metavar="URI", help="state Delta table")
-    run.add_argument("--quarantine", metavar="URI",
-                     help="quarantine Delta table (default: <table>_quarantine)")
+    run.add_argument(
+        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
+    )
     _add_config_flags(run)
-    run.add_argument("--from", dest="from_date", type=_parse_date, metavar="DATE",
-                     help="first dt= partition to read (YYYY-MM-DD)")
-    run.add_argument("--to", dest="to_date", type=_parse_date, metavar="DATE",
-                     help="last dt= partition to read (YYYY-MM-DD)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="compute and report everything, commit nothing")
+    run.add_argument(
+        "--from",
+        dest="from_date",
+        type=_parse_date,
+        metavar="DATE",
+        help="first dt= partition to read (YYYY-MM-DD)",
+    )
+    run.add_argument(
+        "--to",
+        dest="to_date",
+        type=_parse_date,
+        metavar="DATE",
+        help="last dt= partition to read (YYYY-MM-DD)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="compute and report everything, commit nothing"
+    )
     run.add_argument("--report", metavar="FILE", help="write the run report as JSON here")
-    run.add_argument("--max-quarantine-ratio", type=float, metavar="R",
-                     help="exit 3 and write no state when more than this share is quarantined")
+    run.add_argument(
+        "--max-quarantine-ratio",
+        type=float,
+        metavar="R",
+        help="exit 3 and write no state when more than this share is quarantined",
+    )
     run.add_argument("--run-id", help="id recorded in the report and every commit")
     run.set_defaults(handler=_cmd_run)
 
@@ -58,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_cmd_generate)
 
     demo = commands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
-    demo.add_argument("--workdir", default="backfill-demo", metavar="DIR",
-                      help="where the demo writes its events and tables (default: %(default)s)")
+    demo.add_argument(
+        "--workdir",
+        default="backfill-demo",
+        metavar="DIR",
+        help="where the demo writes its events and tables (default: %(default)s)",
+    )
     demo.add_argument("--events", type=int, default=200_000, metavar="N")
     demo.add_argument("--keys", type=int, default=5_000, metavar="K")
     _add_config_flags(demo)
@@ -89,8 +114,13 @@ def _add_generator_flags(parser: argparse.ArgumentParser) -> None:
         ("disorder", 0.2, "share of lines moved out of order within a day"),
         ("garbage", 0.01, "malformed or invalid lines, per event"),
     ):
-        parser.add_argument(f"--{fault}-rate", type=float, default=default, metavar="R",
-                            help=f"{what} (default {default})")
+        parser.add_argument(
+            f"--{fault}-rate",
+            type=float,
+            default=default,
+            metavar="R",
+            help=f"{what} (default {default})",
+        )
 
 
 def _parse_date(text: str) -> date:
@@ -156,9 +186,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.generate.events import generate_log
 
     log = generate_log(
-        args.out, events=args.events, keys=args.keys, seed=args.seed,
-        faults=_fault_rates(args), days=args.days, files_per_day=args.files_per_day,
-        data_format=args.format, gzip_files=args.gzip,
+        args.out,
+        events=args.events,
+        keys=args.keys,
+        seed=args.seed,
+        faults=_fault_rates(args),
+        days=args.days,
+        files_per_day=args.files_per_day,
+        data_format=args.format,
+        gzip_files=args.gzip,
     )
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
     print(f"wrote {log.lines_written:,} lines in {len(log.files)} files under {log.out}")
@@ -206,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backfill: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("backfill: interrupted; tables stay at their last committed version",
-              file=sys.stderr)
+        print("backfill: interrupted; tables stay at their last committed version", file=sys.stderr)
         return 130
     except Exception as exc:  # a failed run: one line, the table untouched
         if verbose:

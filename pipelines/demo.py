@@ -20,7 +20,9 @@ from pipelines.session import build_session
 MARKER = ".backfill-demo"
 
 
-def run_demo(args: argparse.Namespace, config: Config, faults: FaultRates, progress: Progress) -> int:
+def run_demo(
+    args: argparse.Namespace, config: Config, faults: FaultRates, progress: Progress
+) -> int:
     workdir = _fresh_workdir(Path(args.workdir))
     events_dir, table = workdir / "events", str((workdir / "state").resolve())
     fold = get_fold(config.fold)
@@ -29,8 +31,14 @@ def run_demo(args: argparse.Namespace, config: Config, faults: FaultRates, progr
 
     progress(f"generating {args.events:,} events for {args.keys:,} keys with faults")
     log = generate_log(
-        events_dir, events=args.events, keys=args.keys, seed=args.seed, faults=faults,
-        days=args.days, files_per_day=args.files_per_day, data_format=args.format,
+        events_dir,
+        events=args.events,
+        keys=args.keys,
+        seed=args.seed,
+        faults=faults,
+        days=args.days,
+        files_per_day=args.files_per_day,
+        data_format=args.format,
         gzip_files=args.gzip,
     )
     progress(
@@ -63,8 +71,10 @@ def run_demo(args: argparse.Namespace, config: Config, faults: FaultRates, progr
     print(format_summary(report))
     print()
     print(f"The report is in {workdir / 'report.json'}. Look closer:")
-    print(f"  spark.read.format('delta').option('versionAsOf', "
-          f"{report.table_version_before}).load('{table}')   # the live worker's state")
+    print(
+        f"  spark.read.format('delta').option('versionAsOf', "
+        f"{report.table_version_before}).load('{table}')   # the live worker's state"
+    )
     print(f"  backfill run --source {events_dir} --table {table}   # a rerun changes no row")
     return 0
 

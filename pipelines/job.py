@@ -52,7 +52,7 @@ class RunRequest:
     sources: list[str]
     table: str
     quarantine_table: str
-    window: DateWindow = DateWindow()
+    window: DateWindow = field(default_factory=DateWindow)
     dry_run: bool = False
     report_path: str | None = None
     run_id: str = field(default_factory=new_run_id)
@@ -93,7 +93,7 @@ def run_backfill(
         state_df = _persist(records_df.transform(fold_states, fold), cached)
         current_df = read_version(spark, request.table, version_before)
         changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
-        report.keys = summarize_changes(changes_df)
+        report.keys = summarize_changes(changes_df, fold.measure)
         progress(
             f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
             f"{report.keys.updated:,} to correct"
@@ -134,7 +134,9 @@ def _commit(
             report.table_version_after = merged.version
             report.status = "committed"
         if report.counts.quarantined:
-            progress(f"appending {report.counts.quarantined:,} records to {request.quarantine_table}")
+            progress(
+                f"appending {report.counts.quarantined:,} records to {request.quarantine_table}"
+            )
             report.quarantine_version_after = append_quarantine(
                 spark, request.quarantine_table, quarantined_df, report.run_id
             )
@@ -161,16 +163,19 @@ def count_records(validated_df: DataFrame, records_df: DataFrame) -> Counts:
     return counts
 
 
-def summarize_changes(changes_df: DataFrame) -> KeyChanges:
-    summary = KeyChanges()
+def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
+    summary = KeyChanges(measure=measure)
     totals = changes_df.groupBy("change").agg(
         F.count("*").alias("keys"), F.sum(F.abs("measure_delta")).alias("abs_change")
     )
     for row in totals.collect():
-        setattr(summary, {"insert": "inserted", "update": "updated"}.get(row["change"], "unchanged"),
-                row["keys"])
-        if row["change"] == "update":
+        if row["change"] == "insert":
+            summary.inserted = row["keys"]
+        elif row["change"] == "update":
+            summary.updated = row["keys"]
             summary.total_abs_change = row["abs_change"] or Decimal(0)
+        else:
+            summary.unchanged = row["keys"]
     summary.total = summary.inserted + summary.updated + summary.unchanged
     top_rows = (
         changes_df.filter(F.col("change") == "update")
@@ -179,8 +184,12 @@ def summarize_changes(changes_df: DataFrame) -> KeyChanges:
         .collect()
     )
     summary.top_changes = [
-        {"key": r["key"], "before": r["measure_before"], "after": r["measure_after"],
-         "delta": r["measure_delta"]}
+        {
+            "key": r["key"],
+            "before": r["measure_before"],
+            "after": r["measure_after"],
+            "delta": r["measure_delta"],
+        }
         for r in top_rows
     ]
     return summary

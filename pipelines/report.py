@@ -37,6 +37,7 @@ class KeyChanges:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    measure: str | None = None  # the state column the changes below are measured on
     total_abs_change: Decimal = Decimal(0)
     top_changes: list[dict[str, Any]] = field(default_factory=list)
 
@@ -107,12 +108,15 @@ def format_summary(report: RunReport) -> str:
     ]
     for reason, n in sorted(c.quarantined_by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"      {reason:<28} {n:>8,}")
-    verb = "would be" if report.status == "dry_run" else "were"
+    corrected = "to correct" if report.status == "dry_run" else "corrected"
+    measure = f"|change of {report.keys.measure}|" if report.keys.measure else "|change|"
     lines += [
-        f"  keys            {k.total:>12,} folded: {k.inserted:,} inserted, "
-        f"{k.updated:,} corrected, {k.unchanged:,} already right ({verb} so)",
-        f"  total |change|  {_fmt_decimal(k.total_abs_change):>12}",
+        f"  keys            {k.total:>12,} recomputed: {k.inserted:,} new, {k.updated:,} "
+        f"{corrected}, {k.unchanged:,} already right",
+        f"  total {measure:<16} {_fmt_decimal(k.total_abs_change):>6}",
     ]
+    if k.top_changes:
+        lines.append("  largest corrections:")
     for row in k.top_changes:
         lines.append(
             f"      {row['key']:<20} {_fmt_decimal(row['before']):>16} -> "

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pyspark
-
 from pyspark.sql import SparkSession
 
 from pipelines.config import SparkConfig
@@ -53,7 +52,9 @@ def build_session(spark_config: SparkConfig, show_progress: bool = False) -> Spa
     builder = (
         SparkSession.builder.appName(spark_config.app_name)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
     )
     active = SparkSession.getActiveSession()

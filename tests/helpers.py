@@ -18,20 +18,22 @@ def backfill(
     config,
     sources: list[Path | str],
     table: Path | str,
-    window: DateWindow = DateWindow(),
+    window: DateWindow | None = None,
     dry_run: bool = False,
 ) -> RunReport:
     request = RunRequest(
         sources=[str(s) for s in sources],
         table=str(table),
         quarantine_table=f"{table}_quarantine",
-        window=window,
+        window=window or DateWindow(),
         dry_run=dry_run,
     )
     return run_backfill(spark, config, request, progress=lambda message: None)
 
 
-def table_states(spark: SparkSession, table: Path | str, version: int | None = None) -> dict[str, dict[str, Any]]:
+def table_states(
+    spark: SparkSession, table: Path | str, version: int | None = None
+) -> dict[str, dict[str, Any]]:
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)

@@ -19,7 +19,9 @@ from typing import Any
 
 OPS = {"add", "subtract", "set"}
 REQUIRED = ("event_id", "key", "seq", "event_time", "op", "amount")
-ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$")
+ISO = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -40,7 +42,9 @@ def read_lines(root: Path) -> list[str]:
     """Every record of every data file under `root`, as JSON text."""
     lines: list[str] = []
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(p.startswith(("_", ".")) for p in path.relative_to(root).parts):
+        if not path.is_file() or any(
+            p.startswith(("_", ".")) for p in path.relative_to(root).parts
+        ):
             continue
         if path.name.endswith((".jsonl", ".json")):
             lines += path.read_text(encoding="utf-8").splitlines()
@@ -133,7 +137,9 @@ def _no_constants(name: str) -> Any:
 def _validate(line: str) -> tuple[dict[str, Any], str | None]:
     try:
         doc = json.loads(
-            line, parse_float=Decimal, object_pairs_hook=_reject_duplicate_keys,
+            line,
+            parse_float=Decimal,
+            object_pairs_hook=_reject_duplicate_keys,
             parse_constant=_no_constants,
         )
     except (ValueError, RecursionError):
@@ -173,17 +179,24 @@ def _validate(line: str) -> tuple[dict[str, Any], str | None]:
         if ingested_at is None:
             return {}, "bad_type:ingested_at"
     return {
-        "event_id": doc["event_id"], "key": doc["key"], "seq": seq, "event_time": event_time,
-        "op": doc["op"], "amount": value, "ingested_at": ingested_at,
+        "event_id": doc["event_id"],
+        "key": doc["key"],
+        "seq": seq,
+        "event_time": event_time,
+        "op": doc["op"],
+        "amount": value,
+        "ingested_at": ingested_at,
     }, None
 
 
 def _seq(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, Decimal) and value == value.to_integral_value() and "e" not in str(value).lower():
-        value = int(value)
-    elif isinstance(value, str) and value.isascii() and value.isdigit():
+    if (
+        isinstance(value, Decimal)
+        and value == value.to_integral_value()
+        and "e" not in str(value).lower()
+    ) or (isinstance(value, str) and value.isascii() and value.isdigit()):
         value = int(value)
     if not isinstance(value, int) or not 1 <= value < 2**63:
         return None

@@ -36,13 +36,35 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
     [
         (["run", "--source", "/no/such/dir", "--table", "/tmp/t"], "does not exist"),
         (["run", "--source", "/no/such/*.jsonl", "--table", "/tmp/t"], "matches no files"),
-        (["run", "--source", ".", "--table", "/tmp/t", "--fold", "median"], "unknown fold 'median'"),
-        (["run", "--source", ".", "--table", "/tmp/t", "--config", "/no/conf.yaml"], "cannot read config"),
+        (
+            ["run", "--source", ".", "--table", "/tmp/t", "--fold", "median"],
+            "unknown fold 'median'",
+        ),
+        (
+            ["run", "--source", ".", "--table", "/tmp/t", "--config", "/no/conf.yaml"],
+            "cannot read config",
+        ),
         (["run", "--source", ".", "--table", "/tmp/t", "--from", "2026-02-30"], "is not a date"),
-        (["run", "--source", ".", "--table", "/tmp/t", "--from", "2026-02-02", "--to", "2026-02-01"], "is after"),
+        (
+            [
+                "run",
+                "--source",
+                ".",
+                "--table",
+                "/tmp/t",
+                "--from",
+                "2026-02-02",
+                "--to",
+                "2026-02-01",
+            ],
+            "is after",
+        ),
         (["run", "--table", "/tmp/t"], "--source"),
         (["frobnicate"], "invalid choice"),
-        (["generate", "--out", "/tmp/x", "--events", "10", "--keys", "2", "--garbage-rate", "2"], "between 0 and 1"),
+        (
+            ["generate", "--out", "/tmp/x", "--events", "10", "--keys", "2", "--garbage-rate", "2"],
+            "between 0 and 1",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, text):
@@ -53,12 +75,16 @@ def test_bad_config_values_exit_2(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("spark: [unclosed\n")
     assert_one_line_error(
-        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(broken)), 2, "not valid YAML"
+        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(broken)),
+        2,
+        "not valid YAML",
     )
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("quarantine:\n  max_ratio: 7\n")
     assert_one_line_error(
-        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(wrong)), 2, "quarantine.max_ratio"
+        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(wrong)),
+        2,
+        "quarantine.max_ratio",
     )
 
 
@@ -72,13 +98,31 @@ def test_every_subcommand_has_help():
 @pytest.mark.slow
 def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     events, table, report = tmp_path / "events", tmp_path / "state", tmp_path / "report.json"
-    generated = backfill("generate", "--out", str(events), "--events", "2000", "--keys", "50",
-                         "--garbage-rate", "0.05")
+    generated = backfill(
+        "generate",
+        "--out",
+        str(events),
+        "--events",
+        "2000",
+        "--keys",
+        "50",
+        "--garbage-rate",
+        "0.05",
+    )
     assert generated.returncode == 0, generated.stderr
     assert "faults:" in generated.stdout
 
-    first = backfill("run", "--source", str(events), "--table", str(table), "--report", str(report),
-                     "--master", "local[2]")
+    first = backfill(
+        "run",
+        "--source",
+        str(events),
+        "--table",
+        str(table),
+        "--report",
+        str(report),
+        "--master",
+        "local[2]",
+    )
     assert first.returncode == 0, first.stderr
     assert "committed" in first.stdout and "quarantined" in first.stdout
     data = json.loads(report.read_text())
@@ -88,16 +132,36 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     )
     assert data["keys"]["inserted"] == 50 and data["table_version_after"] is not None
 
-    again = backfill("run", "--source", str(events), "--table", str(table), "--report", str(report),
-                     "--master", "local[2]", "--max-quarantine-ratio", "0.01")
+    again = backfill(
+        "run",
+        "--source",
+        str(events),
+        "--table",
+        str(table),
+        "--report",
+        str(report),
+        "--master",
+        "local[2]",
+        "--max-quarantine-ratio",
+        "0.01",
+    )
     assert again.returncode == 3
     assert "above --max-quarantine-ratio" in again.stderr.strip().splitlines()[-1]
     after = json.loads(report.read_text())
     assert after["table_version_after"] == data["table_version_after"]
     assert after["status"] == "quarantine_threshold_exceeded"
 
-    rerun = backfill("run", "--source", str(events), "--table", str(table), "--report", str(report),
-                     "--master", "local[2]")
+    rerun = backfill(
+        "run",
+        "--source",
+        str(events),
+        "--table",
+        str(table),
+        "--report",
+        str(report),
+        "--master",
+        "local[2]",
+    )
     assert rerun.returncode == 0
     rerun_data = json.loads(report.read_text())
     assert (rerun_data["keys"]["inserted"], rerun_data["keys"]["updated"]) == (0, 0)

@@ -35,7 +35,16 @@ def test_outcome_of_every_copy(spark):
             row("r7", "aged", amount="2", ingested_at=datetime(2026, 1, 1)),
             # already invalid: passes through untouched
             (
-                "a.jsonl", "junk", None, None, None, None, None, None, None, "malformed_json",
+                "a.jsonl",
+                "junk",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "malformed_json",
             ),
         ],
         VALIDATED,
@@ -59,7 +68,10 @@ def test_outcome_of_every_copy(spark):
 
 def test_conflict_with_equal_ingested_at_is_decided_by_content_not_input_order(spark):
     same_time = datetime(2026, 1, 1, 12)
-    copies = [row("x", "e", amount="1", ingested_at=same_time), row("y", "e", amount="2", ingested_at=same_time)]
+    copies = [
+        row("x", "e", amount="1", ingested_at=same_time),
+        row("y", "e", amount="2", ingested_at=same_time),
+    ]
     winners = set()
     for ordered in (copies, copies[::-1]):
         df = spark.createDataFrame(ordered, VALIDATED).repartition(2)

@@ -24,7 +24,9 @@ def events_table(rows: list[tuple[str, str, int, str, str]]) -> pa.Table:
             "key": [r[0] for r in rows],
             "event_id": [r[1] for r in rows],
             "seq": pa.array([r[2] for r in rows], pa.int64()),
-            "event_time": pa.array([T0 + timedelta(hours=r[2]) for r in rows], pa.timestamp("us", tz="UTC")),
+            "event_time": pa.array(
+                [T0 + timedelta(hours=r[2]) for r in rows], pa.timestamp("us", tz="UTC")
+            ),
             "op": [r[3] for r in rows],
             "amount": pa.array([Decimal(r[4]) for r in rows], pa.decimal128(27, 9)),
         }
@@ -45,8 +47,12 @@ def test_set_resets_and_order_is_by_seq_not_arrival():
         ]
     )
     assert state == {
-        "key": "k", "balance": Decimal("10.25"), "event_count": 4, "last_seq": 4,
-        "missing_seq_count": 0, "last_event_time": T0 + timedelta(hours=4),
+        "key": "k",
+        "balance": Decimal("10.25"),
+        "event_count": 4,
+        "last_seq": 4,
+        "missing_seq_count": 0,
+        "last_event_time": T0 + timedelta(hours=4),
     }
 
 
@@ -70,15 +76,28 @@ def test_equal_seq_is_broken_by_event_id():
 def test_apply_in_arrow_equals_pandas_groupby_apply(spark):
     rng = random.Random(1)
     rows = [
-        (f"k{rng.randrange(7)}", f"e{i}", rng.randint(1, 40), rng.choice(["add", "subtract", "set"]),
-         str(Decimal(rng.randint(-10**6, 10**6)).scaleb(-3)))
+        (
+            f"k{rng.randrange(7)}",
+            f"e{i}",
+            rng.randint(1, 40),
+            rng.choice(["add", "subtract", "set"]),
+            str(Decimal(rng.randint(-(10**6), 10**6)).scaleb(-3)),
+        )
         for i in range(600)
     ]
     table = events_table(rows)
-    events_df = spark.createDataFrame(table.to_pandas()).selectExpr(
-        "*", "'valid' AS outcome"
-    ).selectExpr(
-        "key", "event_id", "seq", "event_time", "op", "CAST(amount AS decimal(27,9)) AS amount", "outcome"
+    events_df = (
+        spark.createDataFrame(table.to_pandas())
+        .selectExpr("*", "'valid' AS outcome")
+        .selectExpr(
+            "key",
+            "event_id",
+            "seq",
+            "event_time",
+            "op",
+            "CAST(amount AS decimal(27,9)) AS amount",
+            "outcome",
+        )
     )
     expected_pdf = pd.concat(
         FOLD.fold_key(pa.Table.from_pandas(group, preserve_index=False)).to_pandas()

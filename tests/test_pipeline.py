@@ -37,8 +37,13 @@ def assert_matches_reference(spark, report, table, expected) -> None:
 def test_backfill_equals_reference_fold(spark, config, tmp_path, data_format, gzip_files):
     events = tmp_path / "events"
     generate_log(
-        events, events=4000, keys=80, seed=3, faults=HEAVY_FAULTS,
-        data_format=data_format, gzip_files=gzip_files,
+        events,
+        events=4000,
+        keys=80,
+        seed=3,
+        faults=HEAVY_FAULTS,
+        data_format=data_format,
+        gzip_files=gzip_files,
     )
     expected = reference_backfill(read_lines(events))
     assert expected.duplicates_dropped and expected.reasons["conflicting_duplicate"]
@@ -75,7 +80,8 @@ def test_merge_updates_only_wrong_keys_and_leaves_others(spark, config, tmp_path
     generate_log(events, events=800, keys=20, seed=9, faults=FaultRates())
     backfill(spark, config, [events], table)
     # Corrupt two keys and add one the sources never mention.
-    spark.sql(f"UPDATE delta.`{table}` SET balance = balance + 1 WHERE key IN ('acct-000001', 'acct-000002')")
+    wrong_keys = "('acct-000001', 'acct-000002')"
+    spark.sql(f"UPDATE delta.`{table}` SET balance = balance + 1 WHERE key IN {wrong_keys}")
     spark.sql(
         f"INSERT INTO delta.`{table}` VALUES ('other', 5, 1, 1, 0, TIMESTAMP'2026-01-01 00:00:00')"
     )
@@ -106,7 +112,9 @@ def test_every_commit_carries_run_metadata_and_change_feed_is_on(spark, config, 
 def test_dt_window_reads_only_selected_partitions(spark, config, tmp_path):
     events, table = tmp_path / "events", tmp_path / "state"
     log = generate_log(events, events=1000, keys=20, seed=2, faults=HEAVY_FAULTS, days=4)
-    selected = [d for d in sorted(events.glob("dt=*")) if "2026-01-02" <= d.name[3:] <= "2026-01-03"]
+    selected = [
+        d for d in sorted(events.glob("dt=*")) if "2026-01-02" <= d.name[3:] <= "2026-01-03"
+    ]
     assert len(selected) == 2 and len(log.files) > 8
     expected = reference_backfill([line for d in selected for line in read_lines(d)])
 

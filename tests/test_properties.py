@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.helpers import backfill, table_states
 from tests.reference import reference_backfill
 
-amounts = st.decimals(min_value=-10**6, max_value=10**6, places=3, allow_nan=False).map(str)
+amounts = st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False).map(str)
 
 
 @st.composite
@@ -53,10 +53,14 @@ def test_split_shuffle_and_duplicate_never_change_the_table(spark, config, lines
         events = Path(tmp) / "events"
         events.mkdir()
         for index, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, len(delivered)], strict=True)):
-            (events / f"part-{index}.jsonl").write_text("".join(f"{line}\n" for line in delivered[lo:hi]))
+            (events / f"part-{index}.jsonl").write_text(
+                "".join(f"{line}\n" for line in delivered[lo:hi])
+            )
         report = backfill(spark, config, [events], Path(tmp) / "state")
         assert table_states(spark, Path(tmp) / "state") == expected.states
     counts = report.counts
     assert counts.records_read == len(delivered)
-    assert counts.records_read == counts.valid_unique + counts.duplicates_dropped + counts.quarantined
+    assert (
+        counts.records_read == counts.valid_unique + counts.duplicates_dropped + counts.quarantined
+    )
     assert counts.valid_unique == expected.valid_unique

@@ -37,9 +37,11 @@ EXPECTED_SCHEMA = StructType(
 )
 
 
-def validate(spark, lines: list[str], fields: FieldNames = FieldNames()):
-    raw_df = spark.createDataFrame([("f.jsonl", line) for line in lines], "source_file string, raw string")
-    return raw_df.transform(parse_events, fields, OPS).drop("source_file")
+def validate(spark, lines: list[str], fields: FieldNames | None = None):
+    raw_df = spark.createDataFrame(
+        [("f.jsonl", line) for line in lines], "source_file string, raw string"
+    )
+    return raw_df.transform(parse_events, fields or FieldNames(), OPS).drop("source_file")
 
 
 def reasons(spark, lines: list[str]) -> list[str | None]:
@@ -50,18 +52,31 @@ def reasons(spark, lines: list[str]) -> list[str | None]:
 
 def test_valid_records_are_typed_exactly(spark):
     lines = [
-        "{" + GOOD + ',"amount":123456789012345678.123456789,"ingested_at":"2026-01-01T10:00:05.5+02:00"}',
+        "{"
+        + GOOD
+        + ',"amount":123456789012345678.123456789,"ingested_at":"2026-01-01T10:00:05.5+02:00"}',
         "{" + GOOD + ',"amount":"-0.5","extra":{"ignored":[1,2]}}',
     ]
     expected = spark.createDataFrame(
         [
-            (lines[0], "e1", "k1", 1, datetime(2026, 1, 1, 10), "add",
-             Decimal("123456789012345678.123456789"), datetime(2026, 1, 1, 8, 0, 5, 500000), None),
+            (
+                lines[0],
+                "e1",
+                "k1",
+                1,
+                datetime(2026, 1, 1, 10),
+                "add",
+                Decimal("123456789012345678.123456789"),
+                datetime(2026, 1, 1, 8, 0, 5, 500000),
+                None,
+            ),
             (lines[1], "e1", "k1", 1, datetime(2026, 1, 1, 10), "add", Decimal("-0.5"), None, None),
         ],
         EXPECTED_SCHEMA,
     )
-    assert_df_equality(validate(spark, lines), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(
+        validate(spark, lines), expected, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,8 +89,14 @@ def test_valid_records_are_typed_exactly(spark):
         ("{" + GOOD + ',"amount":1} trailing', "malformed_json"),
         ("{" + GOOD + ',"amount":NaN}', "malformed_json"),
         ("{" + GOOD + ',"amount":1,"amount":2}', "malformed_json"),
-        ('{"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}', "missing_field:event_id"),
-        ('{"event_id":null,"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}', "missing_field:event_id"),
+        (
+            '{"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}',
+            "missing_field:event_id",
+        ),
+        (
+            '{"event_id":null,"key":"k","seq":1,"event_time":"2026-01-01","op":"add","amount":1}',
+            "missing_field:event_id",
+        ),
         ("{" + GOOD.replace('"op":"add"', '"op":null') + ',"amount":1}', "missing_field:op"),
         ("{" + GOOD + "}", "missing_field:amount"),
         ("{" + GOOD.replace('"e1"', '""') + ',"amount":1}', "bad_type:event_id"),
@@ -86,10 +107,22 @@ def test_valid_records_are_typed_exactly(spark):
         ("{" + GOOD.replace('"seq":1', '"seq":1.5') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":"three"') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":true') + ',"amount":1}', "bad_seq"),
-        ("{" + GOOD.replace('"seq":1', '"seq":99999999999999999999999') + ',"amount":1}', "bad_seq"),
-        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "yesterday") + ',"amount":1}', "bad_type:event_time"),
-        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "10:00") + ',"amount":1}', "bad_type:event_time"),
-        ("{" + GOOD.replace("2026-01-01T10:00:00Z", "2026-13-45T00:00:00Z") + ',"amount":1}', "bad_type:event_time"),
+        (
+            "{" + GOOD.replace('"seq":1', '"seq":99999999999999999999999') + ',"amount":1}',
+            "bad_seq",
+        ),
+        (
+            "{" + GOOD.replace("2026-01-01T10:00:00Z", "yesterday") + ',"amount":1}',
+            "bad_type:event_time",
+        ),
+        (
+            "{" + GOOD.replace("2026-01-01T10:00:00Z", "10:00") + ',"amount":1}',
+            "bad_type:event_time",
+        ),
+        (
+            "{" + GOOD.replace("2026-01-01T10:00:00Z", "2026-13-45T00:00:00Z") + ',"amount":1}',
+            "bad_type:event_time",
+        ),
         ("{" + GOOD.replace('"add"', '"multiply"') + ',"amount":1}', "unknown_op"),
         ("{" + GOOD.replace('"add"', '"ADD"') + ',"amount":1}', "unknown_op"),
         ("{" + GOOD + ',"amount":"abc"}', "bad_type:amount"),
@@ -129,5 +162,9 @@ def test_mapped_field_names(spark):
     line = '{"id":"e","account":"a","n":2,"event_time":"2026-01-01","op":"set","value":"7"}'
     row = validate(spark, [line], fields).first()
     assert (row["event_id"], row["key"], row["seq"], row["amount"], row["reason"]) == (
-        "e", "a", 2, Decimal("7"), None,
+        "e",
+        "a",
+        2,
+        Decimal("7"),
+        None,
     )

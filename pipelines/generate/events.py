@@ -108,10 +108,17 @@ def generate_log(
     log.injected = dict(log.injected)
     (out_dir / "_generator.json").write_text(
         json.dumps(
-            {"seed": seed, "events": events, "keys": keys, "days": days,
-             "faults": asdict(faults), "injected": log.injected,
-             "lines_written": log.lines_written},
-            indent=2, sort_keys=True,
+            {
+                "seed": seed,
+                "events": events,
+                "keys": keys,
+                "days": days,
+                "faults": asdict(faults),
+                "injected": log.injected,
+                "lines_written": log.lines_written,
+            },
+            indent=2,
+            sort_keys=True,
         )
     )
     return log
@@ -152,7 +159,9 @@ def _deliveries(
         )
         if rng.random() < faults.late:
             log.injected["late"] += 1
-            event = _replace(event, ingested_at=event.ingested_at + timedelta(days=rng.randint(1, 3)))
+            event = _replace(
+                event, ingested_at=event.ingested_at + timedelta(days=rng.randint(1, 3))
+            )
         yield from _copies(rng, event, faults, log)
 
 
@@ -259,9 +268,15 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
     for record in chunk:
         if isinstance(record, Event):
             rows.append(
-                {"event_id": record.event_id, "key": record.key, "seq": record.seq,
-                 "event_time": _iso(record.event_time), "op": record.op,
-                 "amount": str(record.amount), "ingested_at": _iso(record.ingested_at)}
+                {
+                    "event_id": record.event_id,
+                    "key": record.key,
+                    "seq": record.seq,
+                    "event_time": _iso(record.event_time),
+                    "op": record.op,
+                    "amount": str(record.amount),
+                    "ingested_at": _iso(record.ingested_at),
+                }
             )
             continue
         try:
@@ -271,16 +286,26 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
         row = parsed if isinstance(parsed, dict) else {}
         seq = row.get("seq")
         rows.append(
-            {"event_id": row.get("event_id"), "key": row.get("key"),
-             "seq": seq if isinstance(seq, int) else None,
-             "event_time": row.get("event_time"), "op": row.get("op"),
-             "amount": None if row.get("amount") is None else str(row.get("amount")),
-             "ingested_at": row.get("ingested_at")}
+            {
+                "event_id": row.get("event_id"),
+                "key": row.get("key"),
+                "seq": seq if isinstance(seq, int) else None,
+                "event_time": row.get("event_time"),
+                "op": row.get("op"),
+                "amount": None if row.get("amount") is None else str(row.get("amount")),
+                "ingested_at": row.get("ingested_at"),
+            }
         )
     schema = pa.schema(
-        [("event_id", pa.string()), ("key", pa.string()), ("seq", pa.int64()),
-         ("event_time", pa.string()), ("op", pa.string()), ("amount", pa.string()),
-         ("ingested_at", pa.string())]
+        [
+            ("event_id", pa.string()),
+            ("key", pa.string()),
+            ("seq", pa.int64()),
+            ("event_time", pa.string()),
+            ("op", pa.string()),
+            ("amount", pa.string()),
+            ("ingested_at", pa.string()),
+        ]
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 

@@ -118,9 +118,7 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
     )
 
 
-def append_quarantine(
-    spark: SparkSession, uri: str, quarantined_df: DataFrame, run_id: str
-) -> int:
+def append_quarantine(spark: SparkSession, uri: str, quarantined_df: DataFrame, run_id: str) -> int:
     """Append this run's quarantined records; returns the new table version."""
     ensure_table(spark, uri, QUARANTINE_SCHEMA)
     rows_df = quarantined_df.select(

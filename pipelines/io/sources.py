@@ -75,14 +75,14 @@ def _read_source(spark: SparkSession, uri: str, window: DateWindow) -> DataFrame
         df = spark.read.format("text").option("pathGlobFilter", JSON_GLOB).load(uri)
         raw = F.col("value")
     else:
-        df = spark.read.option("pathGlobFilter", "*.parquet").option("mergeSchema", "true")
-        df = df.parquet(uri)
+        reader = spark.read.option("pathGlobFilter", "*.parquet").option("mergeSchema", "true")
+        df = reader.parquet(uri)
         data_columns = [c for c in df.columns if c != PARTITION_COLUMN]
         raw = F.to_json(F.struct(*data_columns))
     df = _filter_window(df, uri, window)
-    return df.select(
-        F.col("_metadata.file_path").alias("source_file"), raw.alias("raw")
-    ).filter(F.trim(F.col("raw")) != "")
+    return df.select(F.col("_metadata.file_path").alias("source_file"), raw.alias("raw")).filter(
+        F.trim(F.col("raw")) != ""
+    )
 
 
 def _filter_window(df: DataFrame, uri: str, window: DateWindow) -> DataFrame:
@@ -123,7 +123,7 @@ def _kind(name: str) -> str | None:
 def _list_data_files(spark: SparkSession, uri: str) -> list[str]:
     """Names of the visible files under `uri` (a file, directory or glob), via Hadoop's FS."""
     jvm: Any = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(hadoop_conf)
     statuses = fs.globStatus(path) or []

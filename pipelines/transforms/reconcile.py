@@ -30,9 +30,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         [~F.col(c).eqNullSafe(F.col(f"before_{c}")) for c in fold.state_columns],
     )
     change = (
-        F.when(F.col("in_table").isNull(), "insert")
-        .when(differs, "update")
-        .otherwise("unchanged")
+        F.when(F.col("in_table").isNull(), "insert").when(differs, "update").otherwise("unchanged")
     )
     measure_before = F.col(f"before_{fold.measure}") if fold.measure else F.lit(None)
     measure_after = F.col(fold.measure) if fold.measure else F.lit(None)

@@ -40,9 +40,7 @@ VALIDATED_COLUMNS = (
 
 def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> DataFrame:
     """`(source_file, raw)` -> one row per record with typed fields and a `reason` or NULL."""
-    parsed_df = raw_df.select(
-        "source_file", "raw", F.try_parse_json("raw").alias("_doc")
-    ).select(
+    parsed_df = raw_df.select("source_file", "raw", F.try_parse_json("raw").alias("_doc")).select(
         "source_file",
         "raw",
         _is_json_object().alias("_is_object"),
@@ -95,13 +93,9 @@ def _timestamp(text_col: str) -> Column:
 def _reason(ops: list[str]) -> Column:
     """The first contract rule the record breaks, or NULL when it is valid."""
     checks = [F.when(~F.col("_is_object"), F.lit("malformed_json"))]
+    checks += [F.when(_is_absent(name), F.lit(f"missing_field:{name}")) for name in REQUIRED_FIELDS]
     checks += [
-        F.when(_is_absent(name), F.lit(f"missing_field:{name}")) for name in REQUIRED_FIELDS
-    ]
-    checks += [
-        F.when(
-            ~_is_string(name) | (F.trim(F.col(f"{name}_text")) == ""), F.lit(f"bad_type:{name}")
-        )
+        F.when(~_is_string(name) | (F.trim(F.col(f"{name}_text")) == ""), F.lit(f"bad_type:{name}"))
         for name in ("event_id", "key")
     ]
     checks += [
@@ -169,4 +163,3 @@ def _amount_fits() -> Column:
         last_digit - point <= MAX_FRACTION_DIGITS
     )
     return F.coalesce(text.rlike(_NUMBER) & (is_zero | fits), F.lit(False))
-
