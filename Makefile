@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/backfill demo
 
-test: setup
+test: setup lint typecheck
 	$(PY) -m pytest
 
 lint: setup

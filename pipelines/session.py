@@ -56,6 +56,9 @@ def build_session(spark_config: SparkConfig, show_progress: bool = False) -> Spa
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
+        # Exact decimals: never round a result's scale away (decimal(38,9) - decimal(38,9)
+        # would otherwise become decimal(38,8)); an overflow fails the run instead.
+        .config("spark.sql.decimalOperations.allowPrecisionLoss", "false")
     )
     active = SparkSession.getActiveSession()
     launched_by_submit = active is None and _launched_by_spark_submit()
