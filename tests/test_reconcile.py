@@ -35,8 +35,13 @@ def test_insert_update_unchanged_with_exact_delta(spark):
     expected = spark.createDataFrame(
         [
             ("same", "unchanged", Decimal("1.5"), Decimal("1.5"), Decimal(0)),
-            ("moved", "update", Decimal("10.000000001"), Decimal("-0.000000001"),
-             Decimal("-10.000000002")),
+            (
+                "moved",
+                "update",
+                Decimal("10.000000001"),
+                Decimal("-0.000000001"),
+                Decimal("-10.000000002"),
+            ),
             ("recount", "update", Decimal(3), Decimal(3), Decimal(0)),
             ("new", "insert", None, Decimal(7), Decimal(7)),
         ],
