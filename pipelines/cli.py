@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pipelines.config import Config, load_config
 from pipelines.errors import BackfillError, UsageError
+from pipelines.report import format_change, format_commit, format_diff_summary, json_default
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINE = 0, 1, 2, 3
 
@@ -78,6 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generator_flags(generate)
     generate.set_defaults(handler=_cmd_generate)
 
+    history = commands.add_parser("history", help="each version of a table: who, why, what")
+    history.add_argument("--table", required=True, metavar="URI")
+    history.add_argument("--json", action="store_true", help="one JSON object per version")
+    _add_session_flags(history)
+    history.set_defaults(handler=_cmd_history)
+
+    diff = commands.add_parser("diff", help="per-key changes between two versions")
+    diff.add_argument("--table", required=True, metavar="URI")
+    diff.add_argument("--from-version", type=int, required=True, metavar="N")
+    diff.add_argument("--to-version", type=int, metavar="M", help="default: the latest")
+    diff.add_argument("--json", action="store_true", help="one JSON object per changed key")
+    diff.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="keys to list without --json (default %(default)s)",
+    )
+    _add_session_flags(diff)
+    diff.set_defaults(handler=_cmd_diff)
+
+    rollback = commands.add_parser("rollback", help="restore a table to an earlier version")
+    rollback.add_argument("--table", required=True, metavar="URI")
+    rollback.add_argument("--to-version", type=int, required=True, metavar="N")
+    rollback.add_argument("--reason", help="recorded in the table's history")
+    _add_session_flags(rollback)
+    rollback.set_defaults(handler=_cmd_rollback)
+
     demo = commands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
     demo.add_argument(
         "--workdir",
@@ -93,10 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_session_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML config (default: conf/local.yaml)")
-    parser.add_argument("--fold", help="fold to apply (default from config: balance)")
     parser.add_argument("--master", help="Spark master, e.g. local[2] (default from config)")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    _add_session_flags(parser)
+    parser.add_argument("--fold", help="fold to apply (default from config: balance)")
     parser.add_argument("--shuffle-partitions", type=int, metavar="N")
 
 
@@ -136,9 +175,9 @@ def load_run_config(args: argparse.Namespace) -> Config:
 
     config = load_config(args.config).with_overrides(
         **{
-            "fold": args.fold,
+            "fold": getattr(args, "fold", None),
             "spark.master": args.master,
-            "spark.shuffle_partitions": args.shuffle_partitions,
+            "spark.shuffle_partitions": getattr(args, "shuffle_partitions", None),
             "quarantine.max_ratio": getattr(args, "max_quarantine_ratio", None),
         }
     )
@@ -180,6 +219,60 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_QUARANTINE
     return EXIT_OK
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from pipelines import versions
+
+    with _session(args) as spark:
+        commits = versions.history(spark, args.table)
+    for commit in commits:
+        if args.json:
+            print(json.dumps(commit, sort_keys=True, default=json_default))
+        else:
+            print(format_commit(commit))
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from pipelines import versions
+
+    with _session(args) as spark:
+        table_diff = versions.diff(spark, args.table, args.from_version, args.to_version)
+        rows = table_diff.changes.orderBy("key").toLocalIterator()  # streamed, not collected
+        for index, row in enumerate(rows):
+            if args.json:
+                print(json.dumps(row.asDict(recursive=True), sort_keys=True, default=json_default))
+            elif index < args.limit:
+                print(format_change(row.asDict(recursive=True)))
+        summary = table_diff.summary()
+    print(format_diff_summary(summary), file=sys.stderr if args.json else sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from pipelines import versions
+
+    with _session(args) as spark:
+        undone, new_version = versions.rollback(spark, args.table, args.to_version, args.reason)
+        summary = undone.summary()
+    print(
+        f"restored {args.table} to version {args.to_version} as version {new_version}; "
+        f"this undid the changes of versions {args.to_version + 1} to {summary['to_version']}:"
+    )
+    print(format_diff_summary(summary))
+    return EXIT_OK
+
+
+@contextmanager
+def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
+    from pipelines.session import build_session
+
+    spark = build_session(load_run_config(args).spark)
+    try:
+        yield spark
+    finally:
+        spark.stop()
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
 from pipelines.config import Config
 from pipelines.errors import UsageError
 from pipelines.folds import get_fold
@@ -51,12 +53,8 @@ def run_demo(
     spark = build_session(config.spark, show_progress=sys.stderr.isatty())
     try:
         progress(f"writing the live worker's state for {len(worker_rows):,} keys to {table}")
-        with commit_metadata(spark, {"writer": "live-worker", "note": "state to be corrected"}):
-            ensure_table(spark, table, fold.state_schema)
-            spark.createDataFrame(worker_rows, fold.state_schema).write.format("delta").mode(
-                "append"
-            ).save(table)
-        progress(f"live worker table at version {table_version(spark, table)}; backfilling")
+        version = write_live_worker_table(spark, table, worker_rows)
+        progress(f"live worker table at version {version}; backfilling")
         request = RunRequest(
             sources=[str(events_dir.resolve())],
             table=table,
@@ -77,6 +75,18 @@ def run_demo(
     )
     print(f"  backfill run --source {events_dir} --table {table}   # a rerun changes no row")
     return 0
+
+
+def write_live_worker_table(spark: SparkSession, table: str, rows: list[dict]) -> int:
+    """Write the live worker's balances as a new version of `table`; returns that version."""
+    fold = get_fold("balance")
+    with commit_metadata(spark, {"writer": "live-worker", "note": "state to be corrected"}):
+        ensure_table(spark, table, fold.state_schema)
+        worker_df = spark.createDataFrame(rows, fold.state_schema)
+        worker_df.write.format("delta").mode("append").save(table)
+    version = table_version(spark, table)
+    assert version is not None
+    return version
 
 
 def _fresh_workdir(workdir: Path) -> Path:

@@ -29,7 +29,7 @@ from pipelines.io.delta_tables import (
     table_version,
 )
 from pipelines.io.sources import DateWindow, read_raw_records
-from pipelines.report import Counts, KeyChanges, RunReport, write_report
+from pipelines.report import Counts, KeyChanges, RunReport, changes_path, write_report
 from pipelines.transforms.dedupe import classify_records
 from pipelines.transforms.fold import fold_states
 from pipelines.transforms.reconcile import with_change_kind
@@ -98,7 +98,7 @@ def run_backfill(
             f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
             f"{report.keys.updated:,} to correct"
         )
-        _commit(spark, config, request, report, records_df, state_df, fold, progress)
+        _commit(spark, config, request, report, records_df, state_df, changes_df, fold, progress)
     finally:
         for df in cached:
             df.unpersist()
@@ -115,6 +115,7 @@ def _commit(
     report: RunReport,
     records_df: DataFrame,
     state_df: DataFrame,
+    changes_df: DataFrame,
     fold: Fold,
     progress: Progress,
 ) -> None:
@@ -124,6 +125,8 @@ def _commit(
     over_threshold = max_ratio is not None and report.counts.quarantined_ratio > max_ratio
     if request.dry_run:
         report.status = "dry_run"
+        if request.report_path:
+            write_changes(changes_df, changes_path(request.report_path))
         return
     with commit_metadata(spark, report.commit_metadata()):
         if over_threshold:
@@ -140,6 +143,12 @@ def _commit(
             report.quarantine_version_after = append_quarantine(
                 spark, request.quarantine_table, quarantined_df, report.run_id
             )
+
+
+def write_changes(changes_df: DataFrame, path: str) -> None:
+    """The per-key changes a dry run would apply, as JSON Lines, written by Spark."""
+    changed_df = changes_df.filter(F.col("change") != "unchanged")
+    changed_df.coalesce(1).write.mode("overwrite").json(path)
 
 
 def count_records(validated_df: DataFrame, records_df: DataFrame) -> Counts:
@@ -165,17 +174,20 @@ def count_records(validated_df: DataFrame, records_df: DataFrame) -> Counts:
 
 def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
     summary = KeyChanges(measure=measure)
-    totals = changes_df.groupBy("change").agg(
+    totals = changes_df.groupBy("change", "cause").agg(
         F.count("*").alias("keys"), F.sum(F.abs("measure_delta")).alias("abs_change")
     )
-    for row in totals.collect():
+    for row in totals.collect():  # a handful of rows: one per (change, cause)
+        keys, abs_change = row["keys"], row["abs_change"] or Decimal(0)
         if row["change"] == "insert":
-            summary.inserted = row["keys"]
+            summary.inserted += keys
         elif row["change"] == "update":
-            summary.updated = row["keys"]
-            summary.total_abs_change = row["abs_change"] or Decimal(0)
+            summary.updated += keys
+            summary.total_abs_change += abs_change
         else:
-            summary.unchanged = row["keys"]
+            summary.unchanged += keys
+        if row["cause"]:
+            summary.by_cause[row["cause"]] = {"keys": keys, "abs_change": abs_change}
     summary.total = summary.inserted + summary.updated + summary.unchanged
     top_rows = (
         changes_df.filter(F.col("change") == "update")

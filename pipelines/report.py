@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class KeyChanges:
     measure: str | None = None  # the state column the changes below are measured on
     total_abs_change: Decimal = Decimal(0)
     top_changes: list[dict[str, Any]] = field(default_factory=list)
+    # Why keys change: {cause: {"keys": n, "abs_change": Decimal}} (see transforms.reconcile)
+    by_cause: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,7 +67,7 @@ class RunReport:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=json_default)
 
     def commit_metadata(self) -> dict[str, Any]:
         """What every Delta commit of this run carries as `userMetadata`."""
@@ -90,9 +93,16 @@ def write_report(report: RunReport, path: str) -> None:
     target.write_text(report.to_json() + "\n", encoding="utf-8")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
+def changes_path(report_path: str) -> str:
+    """Where a dry run writes its per-key changes: a directory beside the report."""
+    return report_path.removesuffix(".json") + ".changes"
+
+
+def json_default(value: Any) -> Any:
+    """JSON for what Spark rows hold: exact decimals as strings, timestamps as ISO-8601 UTC."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.astimezone(UTC)  # Spark gives local naive
+        return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return str(value)
 
 
@@ -115,6 +125,11 @@ def format_summary(report: RunReport) -> str:
         f"{corrected}, {k.unchanged:,} already right",
         f"  total {measure:<16} {_fmt_decimal(k.total_abs_change):>6}",
     ]
+    for cause, figures in sorted(k.by_cause.items(), key=lambda kv: -kv[1]["keys"]):
+        lines.append(
+            f"      {cause:<28} {figures['keys']:>8,} keys  "
+            f"|change| {_fmt_decimal(figures['abs_change'])}"
+        )
     if k.top_changes:
         lines.append("  largest corrections:")
     for row in k.top_changes:
@@ -147,3 +162,67 @@ def _fmt_decimal(value: Any) -> str:
 def _fmt_signed(value: Any) -> str:
     text = _fmt_decimal(value)
     return text if text.startswith("-") else "+" + text
+
+
+def format_commit(commit: dict[str, Any]) -> str:
+    """One line per table version for `backfill history`."""
+    metadata = commit["userMetadata"]
+    who = ""
+    if isinstance(metadata, dict):
+        who = " ".join(
+            f"{name}={metadata[name]}"
+            for name in ("writer", "run_id", "user", "reason")
+            if metadata.get(name)
+        )
+    elif metadata:
+        who = str(metadata)
+    metrics = commit["operationMetrics"]
+    counts = ", ".join(
+        f"{label} {metrics[name]}"
+        for name, label in (
+            ("numTargetRowsInserted", "inserted"),
+            ("numTargetRowsUpdated", "updated"),
+            ("numTargetRowsDeleted", "deleted"),
+            ("numOutputRows", "rows written"),
+            ("numRestoredFiles", "files restored"),
+        )
+        if name in metrics
+    )
+    return (
+        f"{commit['version']:>5}  {commit['timestamp'][:19]}  {commit['operation']:<14} "
+        f"{counts:<40} {who}"
+    ).rstrip()
+
+
+def format_change(change: dict[str, Any]) -> str:
+    """One line per changed key for `backfill diff`."""
+    before, after = change["before"], change["after"]
+    detail = ", ".join(
+        f"{name} {_fmt_value(before.get(name) if before else None)} -> "
+        f"{_fmt_value(after.get(name) if after else None)}"
+        for name in (after or before or {})
+        if not before or not after or before.get(name) != after.get(name)
+    )
+    return f"{change['change']:<7} {change['key']:<24} {detail}"
+
+
+def format_diff_summary(summary: dict[str, Any]) -> str:
+    line = (
+        f"versions {summary['from_version']} -> {summary['to_version']} "
+        f"(by {summary['method'].replace('_', ' ')}): {summary['keys_changed']:,} keys changed: "
+        f"{summary['keys_inserted']:,} inserted, {summary['keys_updated']:,} updated, "
+        f"{summary['keys_deleted']:,} deleted"
+    )
+    if summary.get("measure"):
+        line += (
+            f"; total |change of {summary['measure']}| {_fmt_decimal(summary['total_abs_change'])}"
+        )
+    return line
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal):
+        return _fmt_decimal(value)
+    return str(value)

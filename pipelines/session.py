@@ -17,6 +17,7 @@ import pyspark
 from pyspark.sql import SparkSession
 
 from pipelines.config import SparkConfig
+from pipelines.jvm_output import filtered_stderr
 
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
@@ -82,7 +83,8 @@ def build_session(spark_config: SparkConfig, show_progress: bool = False) -> Spa
             )
     for key, value in spark_config.conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with filtered_stderr():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

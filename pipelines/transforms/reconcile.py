@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from pipelines.folds import Fold
 
 CHANGE_KINDS = ("insert", "update", "unchanged")
+CAUSES = ("new_key", "missing_events", "duplicates_applied", "order_or_content", "bookkeeping")
 
 
 def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:
@@ -37,7 +38,32 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     return state_df.join(before_df, on="key", how="left").select(
         "key",
         change.alias("change"),
+        _cause(change, fold).alias("cause"),
         measure_before.alias("measure_before"),
         measure_after.alias("measure_after"),
         (measure_after - F.coalesce(measure_before, F.lit(0))).alias("measure_delta"),
+    )
+
+
+def _cause(change: Column, fold: Fold) -> Column:
+    """Why a key's stored state was wrong, where the state's columns tell.
+
+    More events now than the table counted: it missed events. Fewer: it applied some twice.
+    As many but another result: they were applied out of order (or a conflicting copy won).
+    """
+    if "event_count" not in fold.state_columns:
+        return F.when(change == "insert", "new_key").when(change == "update", "changed")
+    count, count_before = F.col("event_count"), F.col("before_event_count")
+    measure_differs = (
+        ~F.col(fold.measure).eqNullSafe(F.col(f"before_{fold.measure}"))
+        if fold.measure
+        else F.lit(False)
+    )
+    return (
+        F.when(change == "insert", "new_key")
+        .when(change == "unchanged", None)
+        .when(count > count_before, "missing_events")
+        .when(count < count_before, "duplicates_applied")
+        .when(measure_differs, "order_or_content")
+        .otherwise("bookkeeping")
     )

@@ -1,0 +1,70 @@
+"""The analyst's API for notebooks: `from pipelines import api`, no command line needed.
+
+spark = api.session()
+api.history("/lake/balances")                      # a pandas DataFrame, newest first
+d = api.diff("/lake/balances", from_version=3)     # per-key changes since version 3
+d.changes.orderBy(F.abs("delta").desc()).show()
+api.dry_run(["/lake/events"], "/lake/balances")    # what a backfill would change
+api.rollback("/lake/balances", to_version=3, reason="bad backfill")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines import versions
+from pipelines.config import load_config
+from pipelines.io.sources import DateWindow
+from pipelines.job import RunRequest, default_quarantine_uri, run_backfill
+from pipelines.report import RunReport
+from pipelines.versions import TableDiff
+
+__all__ = ["TableDiff", "diff", "dry_run", "history", "read_version", "rollback", "session"]
+
+
+def session(config: str | Path | None = None, master: str | None = None) -> SparkSession:
+    """The active Spark session, or a new Delta-enabled one from the config."""
+    from pipelines.session import build_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    return build_session(load_config(config).with_overrides(**{"spark.master": master}).spark)
+
+
+def history(table: str) -> pd.DataFrame:
+    """One row per version: timestamp, operation, userMetadata, operationMetrics."""
+    return pd.DataFrame(versions.history(session(), table))
+
+
+def read_version(table: str, version: int) -> DataFrame:
+    """The table as it was at `version` (time travel)."""
+    return session().read.format("delta").option("versionAsOf", version).load(table)
+
+
+def diff(table: str, from_version: int, to_version: int | None = None) -> TableDiff:
+    """Per-key changes between two versions; `.changes` is a DataFrame, `.summary()` a dict."""
+    return versions.diff(session(), table, from_version, to_version)
+
+
+def rollback(table: str, to_version: int, reason: str) -> tuple[TableDiff, int]:
+    """Restore `table` to `to_version`; returns what it undid and the new version."""
+    return versions.rollback(session(), table, to_version, reason)
+
+
+def dry_run(
+    sources: list[str], table: str, config: str | Path | None = None, report: str | None = None
+) -> RunReport:
+    """Replay the sources in isolation and report what a backfill would change; commits nothing."""
+    request = RunRequest(
+        sources=list(sources),
+        table=table,
+        quarantine_table=default_quarantine_uri(table),
+        window=DateWindow(),
+        dry_run=True,
+        report_path=report,
+    )
+    return run_backfill(session(), load_config(config), request, progress=lambda message: None)
