@@ -32,7 +32,7 @@ def session(config: str | Path | None = None, master: str | None = None) -> Spar
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    return build_session(load_config(config).with_overrides(**{"spark.master": master}).spark)
+    return build_session(load_config(config).with_overrides(**{"spark.master": master}))
 
 
 def history(table: str) -> pd.DataFrame:

@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     generate = commands.add_parser("generate", help="write a realistic event log with faults")
-    generate.add_argument("--out", required=True, metavar="DIR")
+    generate.add_argument(
+        "--out", required=True, metavar="DIR", help="a local directory or an s3:// / s3a:// prefix"
+    )
+    generate.add_argument("--config", metavar="FILE", help="YAML config, for its s3 settings")
     generate.add_argument("--events", type=int, required=True, metavar="N")
     generate.add_argument("--keys", type=int, required=True, metavar="K")
     _add_generator_flags(generate)
@@ -186,7 +189,8 @@ def load_run_config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.io.sources import DateWindow, check_local_sources
+    from pipelines.io import s3
+    from pipelines.io.sources import DateWindow, check_sources
     from pipelines.job import RunRequest, default_quarantine_uri, new_run_id, run_backfill
     from pipelines.report import format_summary
     from pipelines.session import build_session
@@ -194,7 +198,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_run_config(args)
     if args.from_date and args.to_date and args.from_date > args.to_date:
         raise UsageError(f"--from {args.from_date} is after --to {args.to_date}")
-    check_local_sources(args.source)
+    progress = ConsoleProgress()
+    for stats in check_sources(args.source, config.s3):
+        more = "+" if stats.truncated else ""
+        progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
+    for table in (args.table, args.quarantine):
+        if table and s3.is_s3(table):
+            s3.check_bucket(table, config.s3)
     request = RunRequest(
         sources=args.source,
         table=args.table,
@@ -204,9 +214,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report_path=args.report,
         run_id=args.run_id or new_run_id(),
     )
-    spark = build_session(config.spark, show_progress=sys.stderr.isatty())
+    spark = build_session(config, show_progress=sys.stderr.isatty())
     try:
-        report = run_backfill(spark, config, request, progress=ConsoleProgress())
+        report = run_backfill(spark, config, request, progress=progress)
     finally:
         spark.stop()
     print(format_summary(report))
@@ -268,7 +278,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
     from pipelines.session import build_session
 
-    spark = build_session(load_run_config(args).spark)
+    spark = build_session(load_run_config(args))
     try:
         yield spark
     finally:
@@ -276,21 +286,32 @@ def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines.generate.events import generate_log
+    import tempfile
+    from pathlib import Path
 
-    log = generate_log(
-        args.out,
-        events=args.events,
-        keys=args.keys,
-        seed=args.seed,
-        faults=_fault_rates(args),
-        days=args.days,
-        files_per_day=args.files_per_day,
-        data_format=args.format,
-        gzip_files=args.gzip,
-    )
+    from pipelines.generate.events import generate_log
+    from pipelines.io import s3
+
+    faults = _fault_rates(args)
+    to_s3 = s3.is_s3(args.out)
+    s3_config = load_config(args.config).s3 if to_s3 else None
+    with tempfile.TemporaryDirectory(prefix="backfill-generate-") as staging:
+        local_out = Path(staging) if to_s3 else Path(args.out)
+        log = generate_log(
+            local_out,
+            events=args.events,
+            keys=args.keys,
+            seed=args.seed,
+            faults=faults,
+            days=args.days,
+            files_per_day=args.files_per_day,
+            data_format=args.format,
+            gzip_files=args.gzip,
+        )
+        if s3_config is not None:
+            s3.upload_tree(local_out, args.out, s3_config)
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
-    print(f"wrote {log.lines_written:,} lines in {len(log.files)} files under {log.out}")
+    print(f"wrote {log.lines_written:,} lines in {len(log.files)} files under {args.out}")
     print(f"faults: {injected}")
     return EXIT_OK
 

@@ -44,11 +44,22 @@ class SparkConfig(_Frozen):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class S3Config(_Frozen):
+    """How to reach S3 or an S3-compatible server. Credentials never live here: they come
+    from the standard AWS chain (environment, profile, web identity, instance role)."""
+
+    endpoint: str | None = None  # None: AWS itself; e.g. http://127.0.0.1:9000 otherwise
+    region: str = "us-east-1"
+    path_style_access: bool = False
+    ssl: bool = True
+
+
 class Config(_Frozen):
     fields: FieldNames = FieldNames()
     fold: str = "balance"
     quarantine: QuarantineConfig = QuarantineConfig()
     spark: SparkConfig = SparkConfig()
+    s3: S3Config = S3Config()
 
     def with_overrides(self, **overrides: Any) -> Config:
         """Return a copy with dotted keys replaced, e.g. `{"spark.master": "local[2]"}`."""
@@ -67,6 +78,17 @@ class Config(_Frozen):
 def load_config(path: str | Path | None = None) -> Config:
     """Read a YAML config file into a `Config`; a bad file is a usage error (exit 2)."""
     config_path = Path(path) if path else DEFAULT_CONFIG
+    data = _read_yaml(config_path)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"config {config_path}: {where}: {first['msg']}") from exc
+
+
+def _read_yaml(config_path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's mapping, laid over the file it names in `extends` (relative to it)."""
     try:
         text = config_path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -77,12 +99,23 @@ def load_config(path: str | Path | None = None) -> Config:
         raise UsageError(f"config {config_path} is not valid YAML: {_first_line(exc)}") from exc
     if not isinstance(data, dict):
         raise UsageError(f"config {config_path} must be a mapping, found {type(data).__name__}")
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"config {config_path}: {where}: {first['msg']}") from exc
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    parent_path = (config_path.parent / str(parent)).resolve()
+    if parent_path in seen:
+        raise UsageError(f"config {config_path} extends itself through {parent_path}")
+    return _deep_merge(_read_yaml(parent_path, (*seen, config_path.resolve())), data)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _first_line(exc: Exception) -> str:

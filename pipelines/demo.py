@@ -50,7 +50,7 @@ def run_demo(
     worker_rows = live_worker_states(log.delivered, seed=args.seed)
 
     progress("starting Spark (local mode, Delta on local disk)")
-    spark = build_session(config.spark, show_progress=sys.stderr.isatty())
+    spark = build_session(config, show_progress=sys.stderr.isatty())
     try:
         progress(f"writing the live worker's state for {len(worker_rows):,} keys to {table}")
         version = write_live_worker_table(spark, table, worker_rows)

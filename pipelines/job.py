@@ -29,7 +29,14 @@ from pipelines.io.delta_tables import (
     table_version,
 )
 from pipelines.io.sources import DateWindow, read_raw_records
-from pipelines.report import Counts, KeyChanges, RunReport, changes_path, write_report
+from pipelines.report import (
+    Counts,
+    KeyChanges,
+    RunReport,
+    changes_path,
+    report_beside_table,
+    write_report,
+)
 from pipelines.transforms.dedupe import classify_records
 from pipelines.transforms.fold import fold_states
 from pipelines.transforms.reconcile import with_change_kind
@@ -104,7 +111,9 @@ def run_backfill(
             df.unpersist()
         report.duration_seconds = round(time.monotonic() - started, 3)
         if request.report_path:
-            write_report(report, request.report_path)
+            write_report(report, request.report_path, config.s3)
+        if report.table_version_after is not None and not request.dry_run:
+            write_report(report, report_beside_table(report), config.s3)
     return report
 
 

@@ -9,6 +9,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import S3Config
+from pipelines.io import s3
+
 
 @dataclass
 class Counts:
@@ -87,10 +90,23 @@ class RunReport:
         }
 
 
-def write_report(report: RunReport, path: str) -> None:
-    target = Path(path)
+REPORTS_DIR = "_backfill_reports"  # inside the table's directory; Delta and VACUUM skip "_"
+
+
+def write_report(report: RunReport, path: str, s3_config: S3Config) -> None:
+    """Write the report as JSON to a local path or an S3 URI."""
+    text = report.to_json() + "\n"
+    if s3.is_s3(path):
+        s3.put_text(path, text, s3_config)
+        return
+    target = Path(path.removeprefix("file://"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(report.to_json() + "\n", encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
+
+
+def report_beside_table(report: RunReport) -> str:
+    """Where each run's report is kept next to the state table it changed."""
+    return f"{report.table.rstrip('/')}/{REPORTS_DIR}/{report.run_id}.json"
 
 
 def changes_path(report_path: str) -> str:

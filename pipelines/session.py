@@ -16,17 +16,23 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from pipelines.config import SparkConfig
+from pipelines.config import Config, S3Config, SparkConfig
 from pipelines.jvm_output import filtered_stderr
 
 SPARK_VERSION = "4.2.0"
 DELTA_VERSION = "4.4.0"
-MAVEN_PACKAGES = (f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",)
+HADOOP_VERSION = "3.5.0"  # what pyspark 4.2.0 ships (pyspark/jars/hadoop-client-api-3.5.0.jar)
+# hadoop-aws must equal pyspark's Hadoop; it brings the AWS SDK v2 bundle its release names.
+MAVEN_PACKAGES = (
+    f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",
+    f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
+)
 LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
 
 
 def jars_dir(spark_config: SparkConfig) -> Path:
-    return Path(spark_config.jars_dir).expanduser() / f"delta-{DELTA_VERSION}"
+    resolved_set = f"delta-{DELTA_VERSION}-hadoop-aws-{HADOOP_VERSION}"
+    return Path(spark_config.jars_dir).expanduser() / resolved_set
 
 
 def resolved_jars(spark_config: SparkConfig) -> list[Path]:
@@ -45,11 +51,36 @@ def _artifact_name(jar: Path) -> str:
     return match.group(1) if match else name
 
 
-def build_session(spark_config: SparkConfig, show_progress: bool = False) -> SparkSession:
-    """Return a Delta-enabled session configured from `spark_config`.
+def s3a_settings(s3: S3Config) -> dict[str, str]:
+    """Hadoop S3A settings for `s3`; `s3://` URIs are served by S3A too."""
+    settings = {
+        "fs.s3a.aws.credentials.provider": (
+            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+        ),
+        "fs.s3a.endpoint.region": s3.region,
+        "fs.s3a.path.style.access": str(s3.path_style_access).lower(),
+        "fs.s3a.connection.ssl.enabled": str(s3.ssl).lower(),
+        "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+    if s3.endpoint:
+        settings["fs.s3a.endpoint"] = s3.endpoint
+    return settings
+
+
+def apply_s3_settings(spark: SparkSession, s3: S3Config) -> None:
+    """Point an existing session's S3A at `s3` (new file systems pick it up)."""
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3a_settings(s3).items():
+        hadoop_conf.set(key, value)
+        spark.conf.set(key, value)
+
+
+def build_session(config: Config, show_progress: bool = False) -> SparkSession:
+    """Return a Delta-enabled session configured from `config` (Spark and S3 settings).
 
     `show_progress` turns on Spark's console progress bar (for a person at a terminal).
     """
+    spark_config = config.spark
     builder = (
         SparkSession.builder.appName(spark_config.app_name)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
@@ -76,11 +107,17 @@ def build_session(spark_config: SparkConfig, show_progress: bool = False) -> Spa
             )
         jars = resolved_jars(spark_config)
         if jars:
-            builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+            # On the class path, not in spark.jars: local executors share the driver's JVM,
+            # so nothing (the AWS SDK bundle is 650 MB) is copied at each start.
+            classpath = os.pathsep.join(str(j) for j in jars)
+            builder = builder.config("spark.driver.extraClassPath", classpath)
+            builder = builder.config("spark.executor.extraClassPath", classpath)
         else:
             builder = builder.config("spark.jars.packages", ",".join(MAVEN_PACKAGES)).config(
                 "spark.jars.ivy", str(jars_dir(spark_config))
             )
+    for key, value in s3a_settings(config.s3).items():
+        builder = builder.config(f"spark.hadoop.{key}", value)
     for key, value in spark_config.conf.items():
         builder = builder.config(key, value)
     with filtered_stderr():

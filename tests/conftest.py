@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,11 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import load_config
 from pipelines.session import build_session
+
+# Test-only credentials for the local S3 server, set before any JVM starts so S3A's default
+# chain finds them. A developer's own credentials, if set, are left alone.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "backfill-test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "backfill-test")
 
 
 def make_test_config():
@@ -24,6 +30,6 @@ def config():
 
 @pytest.fixture(scope="session")
 def spark(config) -> Iterator[SparkSession]:
-    session = build_session(config.spark)
+    session = build_session(config)
     yield session
     session.stop()

@@ -170,7 +170,7 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     other = tmp_path / "other"
     make_other = (
         "from pipelines.session import build_session; from pipelines.config import load_config;"
-        f"s = build_session(load_config().spark); s.range(3).write.format('delta').save('{other}')"
+        f"s = build_session(load_config()); s.range(3).write.format('delta').save('{other}')"
     )
     subprocess.run([sys.executable, "-c", make_other], check=True, cwd=ROOT, capture_output=True)
     log_files = sorted((other / "_delta_log").glob("*.json"))

@@ -34,18 +34,19 @@ def test_insert_update_unchanged_with_exact_delta(spark):
     )
     expected = spark.createDataFrame(
         [
-            ("same", "unchanged", Decimal("1.5"), Decimal("1.5"), Decimal(0)),
+            ("same", "unchanged", None, Decimal("1.5"), Decimal("1.5"), Decimal(0)),
             (
                 "moved",
                 "update",
+                "order_or_content",
                 Decimal("10.000000001"),
                 Decimal("-0.000000001"),
                 Decimal("-10.000000002"),
             ),
-            ("recount", "update", Decimal(3), Decimal(3), Decimal(0)),
-            ("new", "insert", None, Decimal(7), Decimal(7)),
+            ("recount", "update", "missing_events", Decimal(3), Decimal(3), Decimal(0)),
+            ("new", "insert", "new_key", None, Decimal(7), Decimal(7)),
         ],
-        "key string, change string, measure_before decimal(38,9), "
+        "key string, change string, cause string, measure_before decimal(38,9), "
         "measure_after decimal(38,9), measure_delta decimal(38,9)",
     )
     actual = with_change_kind(new_df, current_df, FOLD)

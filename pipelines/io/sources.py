@@ -19,7 +19,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from pipelines.config import S3Config
 from pipelines.errors import UsageError
+from pipelines.io import s3
 
 RAW_SCHEMA = StructType(
     [StructField("source_file", StringType(), False), StructField("raw", StringType(), True)]
@@ -46,17 +48,29 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-def check_local_sources(uris: list[str]) -> None:
-    """Fail fast, before Spark starts, on a local source that does not exist."""
+def check_sources(uris: list[str], s3_config: S3Config) -> list[s3.PrefixStats]:
+    """Fail fast, before Spark starts, on a source that does not exist or cannot be read.
+
+    S3 sources get boto3's pre-flight (bucket, credentials, prefix); returns what it counted.
+    """
+    stats = []
     for uri in uris:
-        if is_remote(uri):
-            continue
-        path = uri.removeprefix("file://")
-        if glob.has_magic(path):
-            if not glob.glob(path):
-                raise UsageError(f"source {uri} matches no files")
-        elif not os.path.exists(path):
-            raise UsageError(f"source {uri} does not exist")
+        if s3.is_s3(uri):
+            stats.append(s3.preflight(uri, s3_config))
+        elif is_remote(uri):
+            continue  # another Hadoop file system: Spark will say if it is missing
+        else:
+            _check_local(uri)
+    return stats
+
+
+def _check_local(uri: str) -> None:
+    path = uri.removeprefix("file://")
+    if glob.has_magic(path):
+        if not glob.glob(path):
+            raise UsageError(f"source {uri} matches no files")
+    elif not os.path.exists(path):
+        raise UsageError(f"source {uri} does not exist")
 
 
 def read_raw_records(spark: SparkSession, uris: list[str], window: DateWindow) -> DataFrame:

@@ -1,0 +1,189 @@
+"""Sources and tables on S3, against a real S3 server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipelines import versions
+from pipelines.generate.events import FaultRates, generate_log
+from pipelines.io import s3
+from pipelines.io.sources import DateWindow, read_raw_records
+from pipelines.report import REPORTS_DIR
+from pipelines.session import apply_s3_settings
+from tests.helpers import backfill, table_states
+from tests.reference import read_lines, reference_backfill
+from tests.s3server import s3_server
+from tests.test_cli import assert_one_line_error
+from tests.test_cli import backfill as cli
+from tests.test_pipeline import HEAVY_FAULTS, assert_matches_reference
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def s3_config(spark):
+    with s3_server() as config:
+        apply_s3_settings(spark, config)
+        yield config
+
+
+@pytest.fixture
+def s3_run_config(config, s3_config):
+    return config.model_copy(update={"s3": s3_config})
+
+
+@pytest.fixture
+def bucket(s3_config):
+    name = f"lake-{uuid.uuid4().hex[:12]}"
+    s3.client(s3_config).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def config_file(tmp_path, s3_config):
+    path = tmp_path / "s3-test.yaml"
+    path.write_text(
+        f"extends: {ROOT / 'conf' / 's3.yaml'}\n"
+        "spark:\n  master: local[2]\n  shuffle_partitions: 2\n"
+        f"s3:\n  endpoint: {s3_config.endpoint}\n  path_style_access: true\n  ssl: false\n"
+    )
+    return path
+
+
+def upload(events: Path, bucket: str, prefix: str, s3_config) -> str:
+    s3.upload_tree(events, f"s3://{bucket}/{prefix}", s3_config)
+    return f"s3a://{bucket}/{prefix}"
+
+
+@pytest.mark.parametrize("data_format", ["json", "parquet"])
+def test_backfill_on_s3_equals_reference(
+    spark, s3_run_config, s3_config, bucket, tmp_path, data_format
+):
+    events = tmp_path / "events"
+    generate_log(
+        events, events=1500, keys=40, seed=21, faults=HEAVY_FAULTS, data_format=data_format
+    )
+    expected = reference_backfill(read_lines(events))
+    source = upload(events, bucket, "raw/events", s3_config)
+    table = f"s3a://{bucket}/tables/state"
+
+    report = backfill(spark, s3_run_config, [source], table)
+
+    assert report.status == "committed"
+    assert_matches_reference(spark, report, table, expected)
+    quarantine = spark.read.format("delta").load(f"{table}_quarantine")
+    assert quarantine.count() == expected.quarantined
+    kept = s3.client(s3_config).get_object(
+        Bucket=bucket, Key=f"tables/state/{REPORTS_DIR}/{report.run_id}.json"
+    )
+    assert json.loads(kept["Body"].read())["counts"]["records_read"] == expected.records_read
+    rerun = backfill(spark, s3_run_config, [source], table)
+    assert (rerun.keys.inserted, rerun.keys.updated) == (0, 0)
+
+
+def test_partition_pruning_reads_only_the_selected_partitions(
+    spark, s3_run_config, s3_config, bucket, tmp_path
+):
+    events = tmp_path / "events"
+    generate_log(events, events=1000, keys=20, seed=22, faults=HEAVY_FAULTS, days=4)
+    source = upload(events, bucket, "raw", s3_config)
+    window = DateWindow(date(2026, 1, 2), date(2026, 1, 3))
+
+    raw_df = read_raw_records(spark, [source], window)
+    plan = raw_df._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(dt" in plan and "2026-01-02" in plan
+    read_from = {
+        r["source_file"].split("/")[-2] for r in raw_df.select("source_file").distinct().collect()
+    }
+    assert read_from == {"dt=2026-01-02", "dt=2026-01-03"}
+
+    selected = [d for d in events.glob("dt=*") if d.name in ("dt=2026-01-02", "dt=2026-01-03")]
+    expected = reference_backfill([line for d in selected for line in read_lines(d)])
+    table = f"s3a://{bucket}/state"
+    report = backfill(spark, s3_run_config, [f"{source}/"], table, window=window)
+    assert_matches_reference(spark, report, table, expected)
+
+
+def test_history_diff_rollback_on_s3(spark, s3_run_config, s3_config, bucket, tmp_path):
+    events = tmp_path / "events"
+    generate_log(events, events=600, keys=15, seed=23, faults=FaultRates())
+    source = upload(events, bucket, "raw", s3_config)
+    table = f"s3a://{bucket}/state"
+    backfill(spark, s3_run_config, [source], table)
+    spark.sql(f"UPDATE delta.`{table}` SET balance = balance * 2 WHERE key = 'acct-000003'")
+
+    assert [c["operation"] for c in versions.history(spark, table)][:2] == ["UPDATE", "MERGE"]
+    changed = versions.diff(spark, table, 1, 2).changes.collect()
+    assert [r["key"] for r in changed] == ["acct-000003"]
+    versions.rollback(spark, table, 1, reason="undo the manual edit")
+    assert table_states(spark, table) == table_states(spark, table, 1)
+
+
+def test_generate_to_s3_and_preflight_counts(s3_config, bucket, config_file):
+    result = cli(
+        "generate",
+        "--out",
+        f"s3://{bucket}/gen",
+        "--events",
+        "300",
+        "--keys",
+        "5",
+        "--days",
+        "2",
+        "--config",
+        str(config_file),
+    )
+    assert result.returncode == 0, result.stderr
+    listed = s3.client(s3_config).list_objects_v2(Bucket=bucket, Prefix="gen/")["Contents"]
+    stats = s3.preflight(f"s3a://{bucket}/gen", s3_config)
+    assert stats.objects == len(listed) and stats.bytes == sum(o["Size"] for o in listed)
+    only_day = s3.preflight(f"s3a://{bucket}/gen/dt=2026-01-01/*.jsonl", s3_config)
+    assert 0 < only_day.objects < stats.objects
+
+
+def test_s3_error_paths_exit_2_before_spark(bucket, config_file, tmp_path):
+    base = ["run", "--table", f"s3a://{bucket}/state", "--config", str(config_file)]
+    assert_one_line_error(
+        cli(*base, "--source", "s3a://no-such-bucket-here/events"),
+        2,
+        "bucket no-such-bucket-here does not exist",
+    )
+    assert_one_line_error(
+        cli(*base, "--source", f"s3a://{bucket}/nothing/here"), 2, "does not exist"
+    )
+    table_in_missing_bucket = [
+        "run",
+        "--source",
+        str(ROOT / "conf"),
+        "--table",
+        "s3a://gone-bucket/t",
+        "--config",
+        str(config_file),
+    ]
+    assert_one_line_error(cli(*table_in_missing_bucket), 2, "bucket gone-bucket does not exist")
+
+    no_credentials = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *base, "--source", f"s3a://{bucket}/x"],
+        capture_output=True,
+        text=True,
+        env=no_credentials,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert_one_line_error(result, 2, "no AWS credentials found")
+    assert "backfill-test" not in result.stderr
