@@ -5,6 +5,8 @@ It speaks the S3 HTTP API to both Hadoop's S3A (in the Spark JVM) and boto3.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,12 +25,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def s3_server() -> Iterator[S3Config]:
+def s3_server(check_credentials: bool = False) -> Iterator[S3Config]:
+    """Start the server; with `check_credentials`, it refuses keys it did not issue."""
     port = free_port()
+    env = dict(os.environ)
+    if check_credentials:
+        # The first three requests (create a user, its policy, its key) go unauthenticated.
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -45,3 +53,24 @@ def s3_server() -> Iterator[S3Config]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def issue_access_key(config: S3Config) -> tuple[str, str]:
+    """Create a user allowed everything on a credential-checking server; return its key."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=config.endpoint,
+        region_name=config.region,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam.create_user(UserName="backfill")
+    allow_all = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="backfill", PolicyName="all", PolicyDocument=json.dumps(allow_all))
+    key = iam.create_access_key(UserName="backfill")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]

@@ -18,7 +18,7 @@ from pipelines.report import REPORTS_DIR
 from pipelines.session import apply_s3_settings
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill
-from tests.s3server import s3_server
+from tests.s3server import issue_access_key, s3_server
 from tests.test_cli import assert_one_line_error
 from tests.test_cli import backfill as cli
 from tests.test_pipeline import HEAVY_FAULTS, assert_matches_reference
@@ -187,3 +187,71 @@ def test_s3_error_paths_exit_2_before_spark(bucket, config_file, tmp_path):
     )
     assert_one_line_error(result, 2, "no AWS credentials found")
     assert "backfill-test" not in result.stderr
+
+
+def test_bad_credentials_exit_2_and_are_never_printed(tmp_path):
+    with s3_server(check_credentials=True) as checking:
+        key_id, secret = issue_access_key(checking)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=checking.endpoint,
+            region_name=checking.region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        ).put_object(
+            Bucket=_make_bucket(checking, key_id, secret), Key="events/a.jsonl", Body=b"{}"
+        )
+        config_file = tmp_path / "checking.yaml"
+        config_file.write_text(
+            f"extends: {ROOT / 'conf' / 's3.yaml'}\n"
+            f"s3:\n  endpoint: {checking.endpoint}\n  path_style_access: true\n  ssl: false\n"
+        )
+        for wrong_id, wrong_secret in ((key_id, "not-the-secret"), ("AKIAUNKNOWN", secret)):
+            result = run_cli_with_credentials(
+                wrong_id,
+                wrong_secret,
+                "run",
+                "--source",
+                "s3a://checked-bucket/events",
+                "--table",
+                "s3a://checked-bucket/t",
+                "--config",
+                str(config_file),
+            )
+            assert_one_line_error(result, 2, "S3 refused the credentials")
+            assert wrong_secret not in result.stderr and secret not in result.stderr
+
+
+def _make_bucket(config, key_id: str, secret: str) -> str:
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=config.endpoint,
+        region_name=config.region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    ).create_bucket(Bucket="checked-bucket")
+    return "checked-bucket"
+
+
+def run_cli_with_credentials(key_id: str, secret: str, *args: str):
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
