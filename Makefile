@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Airflow pins clash with ours, so the DAG is parsed by real Airflow in a venv of its own.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_VERSION ?= 3.1.3
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup airflow demo test lint typecheck clean
 
 setup: $(STAMP)
 
@@ -18,7 +21,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/backfill demo
 
-test: setup lint typecheck
+$(AIRFLOW_VENV)/.installed:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)"
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.installed
+
+test: setup airflow lint typecheck
 	$(PY) -m pytest
 
 lint: setup
@@ -29,4 +39,4 @@ typecheck: setup
 	$(VENV)/bin/mypy pipelines
 
 clean:
-	rm -rf $(VENV) backfill-demo .pytest_cache .hypothesis
+	rm -rf $(VENV) $(AIRFLOW_VENV) backfill-demo build .pytest_cache .hypothesis

@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 3 and write no state when more than this share is quarantined",
     )
     run.add_argument("--run-id", help="id recorded in the report and every commit")
+    run.add_argument(
+        "--txn-app-id",
+        metavar="ID",
+        help="idempotent writes: with --txn-version, a repeat of a version already "
+        "committed under this id is skipped (e.g. the scheduler's job name)",
+    )
+    run.add_argument(
+        "--txn-version",
+        type=int,
+        metavar="N",
+        help="increasing per --txn-app-id, e.g. the window's date as YYYYMMDD",
+    )
     run.set_defaults(handler=_cmd_run)
 
     generate = commands.add_parser("generate", help="write a realistic event log with faults")
@@ -196,6 +208,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pipelines.session import build_session
 
     config = load_run_config(args)
+    if (args.txn_app_id is None) != (args.txn_version is None):
+        raise UsageError("--txn-app-id and --txn-version go together")
     if args.from_date and args.to_date and args.from_date > args.to_date:
         raise UsageError(f"--from {args.from_date} is after --to {args.to_date}")
     progress = ConsoleProgress()
@@ -213,6 +227,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         report_path=args.report,
         run_id=args.run_id or new_run_id(),
+        txn=(args.txn_app_id, args.txn_version) if args.txn_app_id is not None else None,
     )
     spark = build_session(config, show_progress=sys.stderr.isatty())
     try:

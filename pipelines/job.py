@@ -24,6 +24,7 @@ from pipelines.io.delta_tables import (
     append_quarantine,
     check_table_schema,
     commit_metadata,
+    idempotent_writes,
     merge_state,
     read_version,
     table_version,
@@ -63,6 +64,9 @@ class RunRequest:
     dry_run: bool = False
     report_path: str | None = None
     run_id: str = field(default_factory=new_run_id)
+    # Delta idempotent writes: (app id, version). A commit whose version is not above the
+    # last one recorded for the app id is skipped, so a retried window applies once.
+    txn: tuple[str, int] | None = None
 
 
 def run_backfill(
@@ -137,14 +141,18 @@ def _commit(
         if request.report_path:
             write_changes(changes_df, changes_path(request.report_path))
         return
-    with commit_metadata(spark, report.commit_metadata()):
+    with commit_metadata(spark, report.commit_metadata()), idempotent_writes(spark, request.txn):
         if over_threshold:
             report.status = "quarantine_threshold_exceeded"
+        elif report.keys.inserted + report.keys.updated == 0:
+            progress(f"no key changes: {request.table} stays at its version")
+            report.status = "unchanged"
         else:
             progress(f"merging into {request.table}")
             merged = merge_state(spark, request.table, state_df, fold)
             report.table_version_after = merged.version
-            report.status = "committed"
+            already = request.txn is not None and merged.version == report.table_version_before
+            report.status = "already_applied" if already else "committed"
         if report.counts.quarantined:
             progress(
                 f"appending {report.counts.quarantined:,} records to {request.quarantine_table}"

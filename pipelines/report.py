@@ -51,7 +51,9 @@ class KeyChanges:
 @dataclass
 class RunReport:
     run_id: str
-    status: str  # committed | dry_run | quarantine_threshold_exceeded
+    # committed | unchanged (nothing to change: no commit) | already_applied (the txn version
+    # was committed before) | dry_run | quarantine_threshold_exceeded
+    status: str
     fold: str
     sources: list[str]
     window: dict[str, str | None]

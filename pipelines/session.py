@@ -158,7 +158,11 @@ def resolve(spark_config: SparkConfig) -> list[Path]:
 if __name__ == "__main__":
     from pipelines.config import load_config
 
-    if sys.argv[1:] != ["resolve"]:
-        raise SystemExit("usage: python -m pipelines.session resolve")
-    for jar in resolve(load_config().spark):
-        print(jar)
+    command = sys.argv[1:]
+    if command == ["resolve"]:
+        for jar in resolve(load_config().spark):
+            print(jar)
+    elif command == ["jars"]:  # for spark-submit --jars
+        print(",".join(str(jar) for jar in resolve(load_config().spark)))
+    else:
+        raise SystemExit("usage: python -m pipelines.session resolve|jars")

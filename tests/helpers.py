@@ -20,6 +20,7 @@ def backfill(
     table: Path | str,
     window: DateWindow | None = None,
     dry_run: bool = False,
+    txn: tuple[str, int] | None = None,
 ) -> RunReport:
     request = RunRequest(
         sources=[str(s) for s in sources],
@@ -27,6 +28,7 @@ def backfill(
         quarantine_table=f"{table}_quarantine",
         window=window or DateWindow(),
         dry_run=dry_run,
+        txn=txn,
     )
     return run_backfill(spark, config, request, progress=lambda message: None)
 

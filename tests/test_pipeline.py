@@ -58,21 +58,37 @@ def test_backfill_equals_reference_fold(spark, config, tmp_path, data_format, gz
     assert quarantine.filter("raw IS NULL OR source_file IS NULL OR reason IS NULL").count() == 0
 
 
-def test_rerun_with_same_input_changes_no_row(spark, config, tmp_path):
+def test_rerun_with_same_input_changes_no_row_and_makes_no_commit(spark, config, tmp_path):
     events, table = tmp_path / "events", tmp_path / "state"
     generate_log(events, events=1500, keys=40, seed=5, faults=HEAVY_FAULTS)
     first = backfill(spark, config, [events], table)
     second = backfill(spark, config, [events], table)
 
     assert first.keys.inserted == 40 and first.table_version_after is not None
-    assert (second.keys.inserted, second.keys.updated) == (0, 0)
-    assert second.keys.unchanged == 40
+    assert (second.keys.inserted, second.keys.updated, second.keys.unchanged) == (0, 0, 40)
+    assert second.status == "unchanged"
+    assert second.table_version_after == first.table_version_after
     merge = DeltaTable.forPath(spark, str(table)).history(1).first()
-    assert merge["operation"] == "MERGE"
-    metrics = merge["operationMetrics"]
-    assert metrics["numTargetRowsInserted"] == "0"
-    assert metrics["numTargetRowsUpdated"] == "0"
+    assert (merge["version"], merge["operation"]) == (first.table_version_after, "MERGE")
     assert table_states(spark, table) == table_states(spark, table, first.table_version_after)
+
+
+def test_retried_window_with_the_same_txn_version_applies_once(spark, config, tmp_path):
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=600, keys=12, seed=15, faults=HEAVY_FAULTS)
+    first = backfill(spark, config, [events], table, txn=("daily", 20260101))
+    quarantine_version = first.quarantine_version_after
+    spark.sql(f"UPDATE delta.`{table}` SET balance = 0 WHERE key = 'acct-000001'")
+    edited = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
+
+    retry = backfill(spark, config, [events], table, txn=("daily", 20260101))
+
+    assert retry.keys.updated == 1  # it would correct the key ...
+    assert retry.status == "already_applied"  # ... but that window was applied already
+    assert DeltaTable.forPath(spark, str(table)).history(1).first()["version"] == edited
+    assert retry.quarantine_version_after == quarantine_version
+    next_day = backfill(spark, config, [events], table, txn=("daily", 20260102))
+    assert next_day.status == "committed" and next_day.keys.updated == 1
 
 
 def test_merge_updates_only_wrong_keys_and_leaves_others(spark, config, tmp_path):

@@ -17,6 +17,8 @@ from pipelines.errors import RunFailed
 from pipelines.folds import Fold
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 QUARANTINE_SCHEMA = StructType(
@@ -51,6 +53,25 @@ def commit_metadata(spark: SparkSession, metadata: dict[str, Any]) -> Iterator[N
         yield
     finally:
         spark.conf.unset(USER_METADATA_CONF)
+
+
+@contextmanager
+def idempotent_writes(spark: SparkSession, txn: tuple[str, int] | None) -> Iterator[None]:
+    """Delta's idempotent writes for the commits inside the block, when `txn` is given.
+
+    The confs are session-wide (delta-io/delta#3934): one run per session at a time.
+    """
+    if txn is None:
+        yield
+        return
+    app_id, version = txn
+    spark.conf.set(TXN_APP_ID_CONF, app_id)
+    spark.conf.set(TXN_VERSION_CONF, str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset(TXN_APP_ID_CONF)
+        spark.conf.unset(TXN_VERSION_CONF)
 
 
 def table_version(spark: SparkSession, uri: str) -> int | None:
