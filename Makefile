@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_VERSION ?= 3.1.3
 
-.PHONY: setup airflow demo test lint typecheck clean
+.PHONY: setup airflow demo test bench lint typecheck clean
 
 setup: $(STAMP)
 
@@ -32,11 +32,15 @@ test: setup airflow lint typecheck
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check pipelines tests
-	$(VENV)/bin/ruff format --check pipelines tests
+	$(VENV)/bin/ruff check pipelines tests benchmarks
+	$(VENV)/bin/ruff format --check pipelines tests benchmarks
 
 typecheck: setup
 	$(VENV)/bin/mypy pipelines
+
+bench: setup
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) backfill-demo build .pytest_cache .hypothesis

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.config import Config, load_config
@@ -17,7 +18,7 @@ from pipelines.report import format_change, format_commit, format_diff_summary, 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from pipelines.generate.events import FaultRates
+    from pipelines.generate.events import FaultRates, GeneratedLog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINE = 0, 1, 2, 3
 
@@ -138,11 +139,27 @@ def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
         spark.stop()
 
 
+def generate_from_args(out: Path, args: argparse.Namespace, faults: FaultRates) -> GeneratedLog:
+    """`generate_log` with the generator flags shared by `generate` and `demo`."""
+    from pipelines.generate.events import generate_log
+
+    return generate_log(
+        out,
+        events=args.events,
+        keys=args.keys,
+        seed=args.seed,
+        faults=faults,
+        days=args.days,
+        files_per_day=args.files_per_day,
+        data_format=args.format,
+        gzip_files=args.gzip,
+    )
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from pipelines.generate.events import generate_log
     from pipelines.io import s3
 
     faults = _fault_rates(args)
@@ -150,17 +167,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     s3_config = load_config(args.config).s3 if to_s3 else None
     with tempfile.TemporaryDirectory(prefix="backfill-generate-") as staging:
         local_out = Path(staging) if to_s3 else Path(args.out)
-        log = generate_log(
-            local_out,
-            events=args.events,
-            keys=args.keys,
-            seed=args.seed,
-            faults=faults,
-            days=args.days,
-            files_per_day=args.files_per_day,
-            data_format=args.format,
-            gzip_files=args.gzip,
-        )
+        log = generate_from_args(local_out, args, faults)
         if s3_config is not None:
             s3.upload_tree(local_out, args.out, s3_config)
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from pipelines.commands import generate_from_args
 from pipelines.config import Config
 from pipelines.errors import UsageError
 from pipelines.folds import get_fold
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
 from pipelines.io.delta_tables import commit_metadata, ensure_table, table_version
 from pipelines.job import Progress, RunRequest, default_quarantine_uri, run_backfill
@@ -32,17 +33,7 @@ def run_demo(
         raise UsageError("the demo's live worker keeps balances; run it with --fold balance")
 
     progress(f"generating {args.events:,} events for {args.keys:,} keys with faults")
-    log = generate_log(
-        events_dir,
-        events=args.events,
-        keys=args.keys,
-        seed=args.seed,
-        faults=faults,
-        days=args.days,
-        files_per_day=args.files_per_day,
-        data_format=args.format,
-        gzip_files=args.gzip,
-    )
+    log = generate_from_args(events_dir, args, faults)
     progress(
         f"wrote {log.lines_written:,} lines in {len(log.files)} files: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))

@@ -192,17 +192,9 @@ def test_s3_error_paths_exit_2_before_spark(bucket, config_file, tmp_path):
 def test_bad_credentials_exit_2_and_are_never_printed(tmp_path):
     with s3_server(check_credentials=True) as checking:
         key_id, secret = issue_access_key(checking)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=checking.endpoint,
-            region_name=checking.region,
-            aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
-        ).put_object(
-            Bucket=_make_bucket(checking, key_id, secret), Key="events/a.jsonl", Body=b"{}"
-        )
+        issued = _client_with(checking, key_id, secret)
+        issued.create_bucket(Bucket="checked-bucket")
+        issued.put_object(Bucket="checked-bucket", Key="events/a.jsonl", Body=b"{}")
         config_file = tmp_path / "checking.yaml"
         config_file.write_text(
             f"extends: {ROOT / 'conf' / 's3.yaml'}\n"
@@ -224,17 +216,16 @@ def test_bad_credentials_exit_2_and_are_never_printed(tmp_path):
             assert wrong_secret not in result.stderr and secret not in result.stderr
 
 
-def _make_bucket(config, key_id: str, secret: str) -> str:
+def _client_with(config, key_id: str, secret: str):
     import boto3
 
-    boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=config.endpoint,
         region_name=config.region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-    ).create_bucket(Bucket="checked-bucket")
-    return "checked-bucket"
+    )
 
 
 def run_cli_with_credentials(key_id: str, secret: str, *args: str):

@@ -19,7 +19,12 @@ from pipelines.folds import Fold
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
-TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+TABLE_PROPERTIES = {
+    "delta.enableChangeDataFeed": "true",
+    # A MERGE that corrects a few keys marks their old rows deleted instead of rewriting
+    # every file that holds one of them.
+    "delta.enableDeletionVectors": "true",
+}
 
 QUARANTINE_SCHEMA = StructType(
     [

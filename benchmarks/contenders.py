@@ -1,0 +1,182 @@
+"""The five ways to turn the same event log into per-key balances, each timed in isolation.
+
+Run as `python -m benchmarks.contenders NAME DATA_DIR WORK_DIR`; prints one JSON line with the
+seconds the work itself took (Spark's session start is excluded and reported apart) and what
+the contender wants to report besides.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+EVENT_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount", "ingested_at")
+
+
+def _session():
+    from pipelines.config import load_config
+    from pipelines.session import build_session
+
+    started = time.monotonic()
+    spark = build_session(load_config())
+    return spark, time.monotonic() - started
+
+
+def spark_floor(data: Path, work: Path) -> dict[str, Any]:
+    """Spark's floor: read the files with an explicit schema and write Parquet, nothing else."""
+    spark, startup = _session()
+    schema = (
+        "event_id string, key string, seq long, event_time string, op string, "
+        "amount string, ingested_at string"
+    )
+    started = time.monotonic()
+    spark.read.schema(schema).json(str(data)).write.mode("overwrite").parquet(str(work / "floor"))
+    return {"seconds": time.monotonic() - started, "spark_startup_seconds": startup}
+
+
+def _backfill(spark, data: Path, table: Path):
+    from pipelines.config import load_config
+    from pipelines.job import RunRequest, run_backfill
+
+    request = RunRequest(sources=[str(data)], table=str(table), quarantine_table=f"{table}_q")
+    return run_backfill(spark, load_config(), request, progress=lambda message: None)
+
+
+def backfill_empty(data: Path, work: Path) -> dict[str, Any]:
+    """The full backfill into an empty table."""
+    spark, startup = _session()
+    started = time.monotonic()
+    report = _backfill(spark, data, work / "state")
+    return {
+        "seconds": time.monotonic() - started,
+        "spark_startup_seconds": startup,
+        "records_read": report.counts.records_read,
+        "keys": report.keys.total,
+    }
+
+
+def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
+    """The backfill into an existing table in which 1% of the keys are wrong."""
+    from delta.tables import DeltaTable
+
+    spark, startup = _session()
+    table = work / "state"
+    if not DeltaTable.isDeltaTable(spark, str(table)):
+        _backfill(spark, data, table)
+    state = spark.read.format("delta").load(str(table))
+    wrong = state.select("key").sample(fraction=0.01, seed=1)
+    wrong.createOrReplaceTempView("wrong_keys")
+    wrong_rows = "key IN (SELECT key FROM wrong_keys)"
+    spark.sql(f"UPDATE delta.`{table}` SET balance = balance + 1 WHERE {wrong_rows}")
+    files_before = DeltaTable.forPath(spark, str(table)).detail().first()["numFiles"]
+    started = time.monotonic()
+    report = _backfill(spark, data, table)
+    seconds = time.monotonic() - started
+    metrics = DeltaTable.forPath(spark, str(table)).history(1).first()["operationMetrics"]
+    return {
+        "seconds": seconds,
+        "spark_startup_seconds": startup,
+        "keys_corrected": report.keys.updated,
+        "table_files": files_before,
+        "files_removed": int(metrics.get("numTargetFilesRemoved", 0)),
+        "files_added": int(metrics.get("numTargetFilesAdded", 0)),
+        "deletion_vectors_added": int(metrics.get("numTargetDeletionVectorsAdded", 0)),
+    }
+
+
+def python_replay(data: Path, work: Path) -> dict[str, Any]:
+    """One process: json per line, a dict of seen ids, sort, fold with Decimal."""
+    started = time.monotonic()
+    winners: dict[str, tuple] = {}
+    bad = 0
+    for path in sorted(data.rglob("*.jsonl*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    e = json.loads(line, parse_float=Decimal)
+                    event = (str(e["key"]), int(e["seq"]), e["op"], Decimal(str(e["amount"])))
+                    if event[2] not in ("add", "subtract", "set") or event[1] < 1:
+                        raise ValueError
+                except (ValueError, KeyError, TypeError, ArithmeticError):
+                    bad += 1
+                    continue
+                seen = winners.get(e["event_id"])
+                stamp = e.get("ingested_at") or ""
+                if seen is None or stamp > seen[0]:
+                    winners[e["event_id"]] = (stamp, e["event_id"], *event)
+    by_key: dict[str, list] = defaultdict(list)
+    for _stamp, event_id, key, seq, op, amount in winners.values():
+        by_key[key].append((seq, event_id, op, amount))
+    balances = {}
+    for key, events in by_key.items():
+        balance = Decimal(0)
+        for _, _, op, amount in sorted(events):
+            balance = (
+                amount if op == "set" else balance + amount if op == "add" else balance - amount
+            )
+        balances[key] = balance
+    return {"seconds": time.monotonic() - started, "keys": len(balances), "bad_lines": bad}
+
+
+def duckdb_fold(data: Path, work: Path) -> dict[str, Any]:
+    """DuckDB: the same dedupe (window over event_id) and ordered fold, in SQL."""
+    import duckdb
+
+    started = time.monotonic()
+    con = duckdb.connect()
+    keys = con.execute(
+        f"""
+        WITH raw AS (
+            SELECT * FROM read_json('{data}/**/*.jsonl*', format = 'newline_delimited',
+                ignore_errors = true, hive_partitioning = false,
+                columns = {{event_id: 'VARCHAR', key: 'VARCHAR', seq: 'BIGINT',
+                           event_time: 'VARCHAR', op: 'VARCHAR', amount: 'DECIMAL(27,9)',
+                           ingested_at: 'VARCHAR'}})
+        ), valid AS (
+            SELECT * FROM raw
+            WHERE event_id IS NOT NULL AND key IS NOT NULL AND seq >= 1 AND amount IS NOT NULL
+              AND op IN ('add', 'subtract', 'set')
+              AND try_cast(event_time AS TIMESTAMPTZ) IS NOT NULL
+        ), unique_events AS (
+            SELECT * FROM (
+                SELECT *, row_number() OVER (
+                    PARTITION BY event_id ORDER BY ingested_at DESC NULLS LAST,
+                    md5(concat_ws('|', key, seq, event_time, op, amount)) DESC) AS copy
+                FROM valid)
+            WHERE copy = 1
+        ), ordered AS (
+            SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq, event_id) AS pos
+            FROM unique_events
+        ), marked AS (
+            SELECT *, max(CASE WHEN op = 'set' THEN pos END) OVER (PARTITION BY key) AS last_set
+            FROM ordered
+        )
+        SELECT count(*) FROM (
+            SELECT key,
+                coalesce(max(CASE WHEN pos = last_set THEN amount END), 0)
+                + coalesce(sum(CASE WHEN pos > coalesce(last_set, 0)
+                    THEN CASE WHEN op = 'subtract' THEN -amount ELSE amount END END), 0) AS balance
+            FROM marked GROUP BY key)
+        """
+    ).fetchone()[0]
+    return {"seconds": time.monotonic() - started, "keys": keys}
+
+
+CONTENDERS = {
+    "spark_floor": spark_floor,
+    "backfill_empty": backfill_empty,
+    "backfill_one_percent": backfill_one_percent,
+    "python_replay": python_replay,
+    "duckdb": duckdb_fold,
+}
+
+if __name__ == "__main__":
+    name, data_dir, work_dir = sys.argv[1:4]
+    print(json.dumps(CONTENDERS[name](Path(data_dir), Path(work_dir))))

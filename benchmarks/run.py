@@ -1,0 +1,146 @@
+"""`make bench`: the same faulty event log at each size, five contenders timed in one run.
+
+Writes benchmarks/results.json and benchmarks/results.md (the table the README quotes).
+Each contender runs in its own process; its peak memory is the largest resident set of its
+whole process tree (Spark's JVM and Python workers included), sampled every 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipelines.generate.events import generate_log
+
+HERE = Path(__file__).resolve().parent
+ORDER = ("spark_floor", "backfill_empty", "backfill_one_percent", "python_replay", "duckdb")
+
+
+def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.contenders", name, str(data), str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=HERE.parent,
+    )
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        parent = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = process.communicate()
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{name} failed: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(peak / 2**20)
+    return result
+
+
+def bench_size(events: int, out: Path) -> dict[str, Any]:
+    data, work = out / f"events-{events}", out / f"work-{events}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if not (data / "_generator.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        generate_log(
+            data, events=events, keys=max(1000, events // 200), seed=42, days=5, files_per_day=8
+        )
+    lines = json.loads((data / "_generator.json").read_text())["lines_written"]
+    results: dict[str, Any] = {"events": events, "lines": lines, "contenders": {}}
+    for name in ORDER:
+        print(f"  {events:>12,} events: {name} ...", file=sys.stderr, flush=True)
+        results["contenders"][name] = run_contender(name, data, work)
+    floor = results["contenders"]["spark_floor"]["seconds"]
+    for result in results["contenders"].values():
+        result["seconds"] = round(result["seconds"], 2)
+        result["lines_per_second"] = round(lines / result["seconds"]) if result["seconds"] else None
+        result["ratio_to_floor"] = round(result["seconds"] / floor, 2)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "java": java[0] if java else "unknown",
+        "platform": platform.platform(),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [
+        f"Measured {report['date']} on {report['machine']['cpus']} cores, "
+        f"{report['machine']['memory_gb']} GiB ({report['machine']['java']}), in one run. "
+        "Seconds exclude Spark's session start.",
+        "",
+        "| events | contender | seconds | lines/s | x floor | peak RSS MB | notes |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for size in report["sizes"]:
+        for name in ORDER:
+            r = size["contenders"][name]
+            notes = ""
+            if name == "backfill_one_percent":
+                notes = (
+                    f"{r['keys_corrected']:,} keys corrected; MERGE removed "
+                    f"{r['files_removed']} of {r['table_files']} files, added "
+                    f"{r['files_added']}, {r['deletion_vectors_added']} deletion vectors"
+                )
+            rows.append(
+                f"| {size['events']:,} | {name} | {r['seconds']:.1f} | {r['lines_per_second']:,} "
+                f"| {r['ratio_to_floor']:.2f} | {r['peak_rss_mb']:,} | {notes} |"
+            )
+    if len(report["sizes"]) > 1:
+        small, large = report["sizes"][0], report["sizes"][-1]
+        growth = large["events"] / small["events"]
+        cost = (
+            large["contenders"]["backfill_empty"]["seconds"]
+            / small["contenders"]["backfill_empty"]["seconds"]
+        )
+        rows += ["", f"Full backfill: {growth:.0f}x the events cost {cost:.1f}x the time."]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--out", default=str(HERE / "out"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    sizes = [bench_size(int(n), out) for n in args.sizes.split(",")]
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "sizes": sizes}
+    (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
