@@ -69,11 +69,11 @@ def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
     table = work / "state"
     if not DeltaTable.isDeltaTable(spark, str(table)):
         _backfill(spark, data, table)
-    state = spark.read.format("delta").load(str(table))
-    wrong = state.select("key").sample(fraction=0.01, seed=1)
-    wrong.createOrReplaceTempView("wrong_keys")
-    wrong_rows = "key IN (SELECT key FROM wrong_keys)"
-    spark.sql(f"UPDATE delta.`{table}` SET balance = balance + 1 WHERE {wrong_rows}")
+    state = DeltaTable.forPath(spark, str(table))
+    wrong = state.toDF().select("key").sample(fraction=0.01, seed=1)
+    state.alias("t").merge(wrong.alias("w"), "t.key = w.key").whenMatchedUpdate(
+        set={"balance": "t.balance + 1"}
+    ).execute()
     files_before = DeltaTable.forPath(spark, str(table)).detail().first()["numFiles"]
     started = time.monotonic()
     report = _backfill(spark, data, table)
@@ -101,16 +101,17 @@ def python_replay(data: Path, work: Path) -> dict[str, Any]:
             for line in lines:
                 try:
                     e = json.loads(line, parse_float=Decimal)
+                    event_id = str(e["event_id"])
                     event = (str(e["key"]), int(e["seq"]), e["op"], Decimal(str(e["amount"])))
                     if event[2] not in ("add", "subtract", "set") or event[1] < 1:
                         raise ValueError
                 except (ValueError, KeyError, TypeError, ArithmeticError):
                     bad += 1
                     continue
-                seen = winners.get(e["event_id"])
+                seen = winners.get(event_id)
                 stamp = e.get("ingested_at") or ""
                 if seen is None or stamp > seen[0]:
-                    winners[e["event_id"]] = (stamp, e["event_id"], *event)
+                    winners[event_id] = (stamp, event_id, *event)
     by_key: dict[str, list] = defaultdict(list)
     for _stamp, event_id, key, seq, op, amount in winners.values():
         by_key[key].append((seq, event_id, op, amount))
