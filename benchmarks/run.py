@@ -55,7 +55,11 @@ def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
     done.set()
     sampler.join()
     if process.returncode != 0:
-        raise RuntimeError(f"{name} failed: {err[-2000:]}")
+        errors = [line for line in err.splitlines() if "Error" in line or "Exception" in line]
+        return {
+            "failed": (errors or [err.strip()[-300:]])[0][:300],
+            "peak_rss_mb": round(peak / 2**20),
+        }
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(peak / 2**20)
     return result
@@ -77,6 +81,8 @@ def bench_size(events: int, out: Path) -> dict[str, Any]:
         results["contenders"][name] = run_contender(name, data, work)
     floor = results["contenders"]["spark_floor"]["seconds"]
     for result in results["contenders"].values():
+        if "failed" in result:
+            continue
         result["seconds"] = round(result["seconds"], 2)
         result["lines_per_second"] = round(lines / result["seconds"]) if result["seconds"] else None
         result["ratio_to_floor"] = round(result["seconds"] / floor, 2)
@@ -106,6 +112,12 @@ def markdown(report: dict[str, Any]) -> str:
     for size in report["sizes"]:
         for name in ORDER:
             r = size["contenders"][name]
+            if "failed" in r:
+                rows.append(
+                    f"| {size['events']:,} | {name} | failed | | | {r['peak_rss_mb']:,} "
+                    f"| {r['failed']} |"
+                )
+                continue
             notes = ""
             if name == "backfill_one_percent":
                 notes = (
