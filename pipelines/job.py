@@ -110,6 +110,9 @@ def run_backfill(
             f"{report.keys.updated:,} to correct"
         )
         _commit(spark, config, request, report, records_df, state_df, changes_df, fold, progress)
+    except Exception:
+        report.status = "failed"
+        raise
     finally:
         for df in cached:
             df.unpersist()

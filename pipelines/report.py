@@ -52,7 +52,7 @@ class KeyChanges:
 class RunReport:
     run_id: str
     # committed | unchanged (nothing to change: no commit) | already_applied (the txn version
-    # was committed before) | dry_run | quarantine_threshold_exceeded
+    # was committed before) | dry_run | quarantine_threshold_exceeded | failed
     status: str
     fold: str
     sources: list[str]
