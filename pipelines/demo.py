@@ -64,7 +64,9 @@ def run_demo(
         f"  spark.read.format('delta').option('versionAsOf', "
         f"{report.table_version_before}).load('{table}')   # the live worker's state"
     )
-    print(f"  backfill run --source {events_dir} --table {table}   # a rerun changes no row")
+    print(f"  backfill run --source {events_dir} --table {table}   # a rerun makes no commit")
+    print(f"  backfill history --table {table}")
+    print(f"  backfill diff --table {table} --from-version {report.table_version_before}")
     return 0
 
 
