@@ -38,13 +38,14 @@ from pipelines.report import (
     report_beside_table,
     write_report,
 )
-from pipelines.transforms.dedupe import classify_records
+from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
 from pipelines.transforms.fold import fold_states
 from pipelines.transforms.reconcile import with_change_kind
 from pipelines.transforms.validate import parse_events
 
 Progress = Callable[[str], None]
 TOP_CHANGES = 5
+CONFLICT = "conflicting_duplicate"
 
 
 def new_run_id() -> str:
@@ -89,19 +90,24 @@ def run_backfill(
     report.quarantine_version_after = table_version(spark, request.quarantine_table)
 
     progress(f"reading {len(request.sources)} source(s) and validating every record")
-    validated_df = read_raw_records(spark, request.sources, request.window).transform(
-        parse_events, config.fields, fold.ops
+    parsed_df = (
+        read_raw_records(spark, request.sources, request.window)
+        .transform(parse_events, config.fields, fold.ops)
+        # Names a record for the semi-join that fetches the raw text of conflict losers; stable
+        # because the parsed records are persisted before anything reads the id.
+        .withColumn("record_id", F.monotonically_increasing_id())
     )
     cached: list[DataFrame] = []
     try:
-        validated_df = _persist(validated_df, cached)
-        records_df = _persist(validated_df.transform(classify_records), cached)
-        report.counts = count_records(validated_df, records_df)
+        parsed_df = _persist(parsed_df, cached)
+        valid_df = parsed_df.filter(F.col("reason").isNull())
+        outcomes_df = _persist(valid_df.transform(with_dedupe_outcome), cached)
+        report.counts = count_records(parsed_df, outcomes_df)
         progress(
             f"read {report.counts.records_read:,} records: {report.counts.quarantined:,} "
             f"quarantined, {report.counts.duplicates_dropped:,} duplicates; folding keys"
         )
-        state_df = _persist(records_df.transform(fold_states, fold), cached)
+        state_df = _persist(outcomes_df.transform(fold_states, fold), cached)
         current_df = read_version(spark, request.table, version_before)
         changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
         report.keys = summarize_changes(changes_df, fold.measure)
@@ -109,7 +115,11 @@ def run_backfill(
             f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
             f"{report.keys.updated:,} to correct"
         )
-        _commit(spark, config, request, report, records_df, state_df, changes_df, fold, progress)
+        conflicts = report.counts.quarantined_by_reason.get(CONFLICT, 0)
+        quarantined_df = quarantined_records(parsed_df, outcomes_df, conflicts)
+        _commit(
+            spark, request, report, config, quarantined_df, state_df, changes_df, fold, progress
+        )
     except Exception:
         report.status = "failed"
         raise
@@ -126,17 +136,16 @@ def run_backfill(
 
 def _commit(
     spark: SparkSession,
-    config: Config,
     request: RunRequest,
     report: RunReport,
-    records_df: DataFrame,
+    config: Config,
+    quarantined_df: DataFrame,
     state_df: DataFrame,
     changes_df: DataFrame,
     fold: Fold,
     progress: Progress,
 ) -> None:
     """Write the state (unless held back) and the quarantine, each commit with metadata."""
-    quarantined_df = records_df.filter(F.col("outcome") == "quarantined")
     max_ratio = config.quarantine.max_ratio
     over_threshold = max_ratio is not None and report.counts.quarantined_ratio > max_ratio
     if request.dry_run:
@@ -171,19 +180,27 @@ def write_changes(changes_df: DataFrame, path: str) -> None:
     changed_df.coalesce(1).write.mode("overwrite").json(path)
 
 
-def count_records(validated_df: DataFrame, records_df: DataFrame) -> Counts:
-    """The accounting of sections 2 and 3; raises if a record went missing on the way."""
-    records_read = validated_df.count()
-    counts = Counts(records_read=records_read)
-    for row in records_df.groupBy("outcome", "reason").count().collect():
-        if row["outcome"] == "valid":
-            counts.valid_unique += row["count"]
-        elif row["outcome"] == "duplicate":
-            counts.duplicates_dropped += row["count"]
+def count_records(parsed_df: DataFrame, outcomes_df: DataFrame) -> Counts:
+    """The accounting of sections 2 and 3; raises if a record went missing on the way.
+
+    `parsed_df` holds every record read, `outcomes_df` the dedupe outcome of each valid one:
+    the two are counted apart, so a copy lost by the window breaks the balance.
+    """
+    counts = Counts()
+    valid_copies = 0
+    for row in parsed_df.groupBy("reason").count().collect():  # one row per reason
+        counts.records_read += row["count"]
+        if row["reason"] is None:
+            valid_copies = row["count"]
         else:
-            counts.quarantined += row["count"]
             counts.quarantined_by_reason[row["reason"]] = row["count"]
-    if not counts.balances:
+    outcomes = {r["outcome"]: r["count"] for r in outcomes_df.groupBy("outcome").count().collect()}
+    counts.valid_unique = outcomes.get("valid", 0)
+    counts.duplicates_dropped = outcomes.get("duplicate", 0)
+    if outcomes.get(CONFLICT):
+        counts.quarantined_by_reason[CONFLICT] = outcomes[CONFLICT]
+    counts.quarantined = sum(counts.quarantined_by_reason.values())
+    if sum(outcomes.values()) != valid_copies or not counts.balances:
         raise RunFailed(
             f"accounting does not balance: read {counts.records_read} != valid "
             f"{counts.valid_unique} + duplicates {counts.duplicates_dropped} + quarantined "

@@ -1,61 +1,59 @@
 """Deduplicate valid events by `event_id` with window functions (contract section 3).
 
-Every copy of an event gets an `outcome`:
-- `valid`: the winning copy, the one with the latest `ingested_at` (ties broken by a
-  content hash, then source file and raw text, so the choice is total and deterministic);
+Every valid copy of an event gets an `outcome`:
+- `valid`: the winning copy, the one with the latest `ingested_at`; ties are broken by the
+  content itself (`key`, `seq`, `event_time`, `op`, `amount`), so the choice is total and
+  deterministic whatever the order of files and lines;
 - `duplicate`: same content as the winner, dropped and counted;
-- `quarantined` with reason `conflicting_duplicate`: different content, a loser.
+- `conflicting_duplicate`: different content, a loser, to be quarantined.
+
+The window runs over the narrow typed columns only. The raw text of a loser is fetched
+afterwards by its `record_id`, so the shuffle never carries the raw records.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 CONTENT_FIELDS = ("key", "seq", "event_time", "op", "amount")
+OUTCOMES = ("valid", "duplicate", "conflicting_duplicate")
+DEDUPE_COLUMNS = ("record_id", "event_id", *CONTENT_FIELDS, "ingested_at")
+# 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
+BROADCAST_LOSERS = 2_000_000
 
 
-def content_hash() -> Column:
-    """SHA-256 of the typed event content; `ingested_at` is not content, only a copy's age."""
-    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in CONTENT_FIELDS]
-    return F.sha2(F.concat_ws("\u0001", *parts), 256)
-
-
-def with_dedupe_outcome(valid_df: DataFrame) -> DataFrame:
-    """Add `outcome` and `reason` to every valid copy; the input keeps all copies."""
-    by_event = Window.partitionBy("event_id")
-    copy_order = by_event.orderBy(
-        F.col("ingested_at").desc_nulls_last(),
-        F.col("content_hash").desc(),
-        F.col("source_file"),
-        F.col("raw"),
+def with_dedupe_outcome(events_df: DataFrame) -> DataFrame:
+    """`DEDUPE_COLUMNS` of every valid copy, plus its `outcome`; no copy is dropped here."""
+    copy_order = Window.partitionBy("event_id").orderBy(
+        F.col("ingested_at").desc_nulls_last(), *CONTENT_FIELDS
     )
-    winner_hash = F.first("content_hash").over(
-        copy_order.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    )
-    ranked_df = valid_df.withColumn("content_hash", content_hash()).select(
-        "*",
-        F.row_number().over(copy_order).alias("copy_rank"),
-        winner_hash.alias("winner_hash"),
-    )
+    content = F.struct(*CONTENT_FIELDS)
+    # The default frame runs from the first row to the current one: `first` is the winner.
+    winner = F.first(content).over(copy_order)
     outcome = (
-        F.when(F.col("copy_rank") == 1, F.lit("valid"))
-        .when(F.col("content_hash") == F.col("winner_hash"), F.lit("duplicate"))
-        .otherwise(F.lit("quarantined"))
+        F.when(F.row_number().over(copy_order) == 1, F.lit("valid"))
+        .when(content == winner, F.lit("duplicate"))
+        .otherwise(F.lit("conflicting_duplicate"))
     )
-    return ranked_df.select(
-        *[c for c in valid_df.columns if c != "reason"],
-        outcome.alias("outcome"),
-        F.when(outcome == "quarantined", F.lit("conflicting_duplicate"))
-        .cast("string")
-        .alias("reason"),
-    )
+    return events_df.select(*DEDUPE_COLUMNS, outcome.alias("outcome"))
 
 
-def classify_records(validated_df: DataFrame) -> DataFrame:
-    """Every record read, with `outcome` in (`valid`, `duplicate`, `quarantined`) and `reason`."""
-    invalid_df = validated_df.filter(F.col("reason").isNotNull()).withColumn(
-        "outcome", F.lit("quarantined")
+def quarantined_records(parsed_df: DataFrame, outcomes_df: DataFrame, conflicts: int) -> DataFrame:
+    """Every record to quarantine: the invalid ones and the losers of conflicts."""
+    invalid_df = parsed_df.filter(F.col("reason").isNotNull())
+    return invalid_df.unionByName(conflict_losers(parsed_df, outcomes_df, conflicts))
+
+
+def conflict_losers(parsed_df: DataFrame, outcomes_df: DataFrame, expected: int) -> DataFrame:
+    """The parsed records (raw text included) that lost a conflict, reason set.
+
+    `expected` is how many there are (already counted): when they are few, their ids are
+    broadcast, so the semi-join scans the parsed records without shuffling them.
+    """
+    loser_ids = outcomes_df.filter(F.col("outcome") == "conflicting_duplicate").select("record_id")
+    if expected <= BROADCAST_LOSERS:
+        loser_ids = F.broadcast(loser_ids)
+    return parsed_df.join(loser_ids, on="record_id", how="left_semi").withColumn(
+        "reason", F.lit("conflicting_duplicate")
     )
-    deduped_df = validated_df.filter(F.col("reason").isNull()).transform(with_dedupe_outcome)
-    return invalid_df.unionByName(deduped_df)

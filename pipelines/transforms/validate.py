@@ -21,6 +21,8 @@ MAX_FRACTION_DIGITS = 9
 REQUIRED_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount")
 
 _NUMBER = r"^[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$"
+# The common case, checked first: a plain decimal that fits, no exponent.
+_PLAIN_AMOUNT = r"^-?\d{1,18}(\.\d{1,9})?$"
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 
@@ -70,9 +72,9 @@ def _is_json_object() -> Column:
 def _text_and_type(name: str, path: str) -> tuple[Column, Column]:
     """The field as text (numbers keep their exact digits) and its JSON type, e.g. `BIGINT`."""
     json_path = "$['" + path.replace("'", "\\'") + "']"
-    value = F.try_variant_get("_doc", json_path, "variant")
+    value = F.try_variant_get("_doc", json_path, "variant")  # looked up once, used twice
     return (
-        F.try_variant_get("_doc", json_path, "string").alias(f"{name}_text"),
+        F.try_variant_get(value, "$", "string").alias(f"{name}_text"),
         F.schema_of_variant(value).alias(f"{name}_type"),
     )
 
@@ -127,6 +129,10 @@ def _is_valid_seq() -> Column:
     return F.coalesce(is_integral & seq.isNotNull() & (seq >= 1), F.lit(False))
 
 
+def _is_plain_amount() -> Column:
+    return F.col("amount_text").rlike(_PLAIN_AMOUNT)
+
+
 def _is_numeric_amount() -> Column:
     amount_type, text = F.col("amount_type"), F.col("amount_text")
     is_number_type = amount_type.isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | amount_type.startswith(
@@ -134,7 +140,8 @@ def _is_numeric_amount() -> Column:
     )
     is_numeric_text = text.rlike(_NUMBER) & text.rlike(r"\d")
     infinite = amount_type.isin("DOUBLE", "FLOAT") & text.rlike(r"^-?Infinity$")
-    return (is_number_type | _is_string("amount")) & (is_numeric_text | infinite)
+    is_number = F.when(_is_plain_amount(), True).otherwise(is_numeric_text | infinite)
+    return (is_number_type | _is_string("amount")) & is_number
 
 
 def _amount_fits() -> Column:
@@ -162,4 +169,5 @@ def _amount_fits() -> Column:
     fits = (point - leading_zeros <= MAX_INTEGER_DIGITS) & (
         last_digit - point <= MAX_FRACTION_DIGITS
     )
-    return F.coalesce(text.rlike(_NUMBER) & (is_zero | fits), F.lit(False))
+    exact_check = F.coalesce(text.rlike(_NUMBER) & (is_zero | fits), F.lit(False))
+    return F.when(_is_plain_amount(), True).otherwise(exact_check)
