@@ -62,18 +62,29 @@ def backfill_empty(data: Path, work: Path) -> dict[str, Any]:
 
 
 def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
-    """The backfill into an existing table in which 1% of the keys are wrong."""
+    """The backfill into an existing table in which 1% of the keys are wrong.
+
+    The existing table is the correct state (from `backfill_empty`, or a fresh backfill) with
+    the balance of 1% of the keys off by one, written as one plain append: the wrong rows are
+    scattered over every file, as a live worker leaves them, not gathered by a MERGE.
+    """
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from pipelines.folds import get_fold
+    from pipelines.io.delta_tables import ensure_table
 
     spark, startup = _session()
-    table = work / "state"
-    if not DeltaTable.isDeltaTable(spark, str(table)):
-        _backfill(spark, data, table)
-    state = DeltaTable.forPath(spark, str(table))
-    wrong = state.toDF().select("key").sample(fraction=0.01, seed=1)
-    state.alias("t").merge(wrong.alias("w"), "t.key = w.key").whenMatchedUpdate(
-        set={"balance": "t.balance + 1"}
-    ).execute()
+    correct, table = work / "state", work / "state_one_percent"
+    if not DeltaTable.isDeltaTable(spark, str(correct)):
+        _backfill(spark, data, correct)
+    wrong = F.abs(F.xxhash64("key")) % 100 == 0
+    live_df = spark.read.format("delta").load(str(correct))
+    live_df = live_df.withColumn(
+        "balance", F.when(wrong, F.col("balance") + 1).otherwise(F.col("balance"))
+    )
+    ensure_table(spark, str(table), get_fold("balance").state_schema)
+    live_df.write.format("delta").mode("append").save(str(table))
     files_before = DeltaTable.forPath(spark, str(table)).detail().first()["numFiles"]
     started = time.monotonic()
     report = _backfill(spark, data, table)
@@ -87,6 +98,7 @@ def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
         "files_removed": int(metrics.get("numTargetFilesRemoved", 0)),
         "files_added": int(metrics.get("numTargetFilesAdded", 0)),
         "deletion_vectors_added": int(metrics.get("numTargetDeletionVectorsAdded", 0)),
+        "rows_copied": int(metrics.get("numTargetRowsCopied", 0)),
     }
 
 
@@ -170,12 +182,58 @@ def duckdb_fold(data: Path, work: Path) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started, "keys": keys}
 
 
+def hot_key(data: Path, work: Path) -> dict[str, Any]:
+    """One key with 5M events, folded with the default settings: the whole group in one batch.
+
+    The events are made by Spark (no input files) and the fold's result is checked against
+    the same balance computed by a Spark aggregate, so a wrong or partial fold fails here.
+    """
+    from pyspark.sql import functions as F
+
+    from pipelines.folds import get_fold
+    from pipelines.transforms.fold import fold_states
+
+    spark, startup = _session()
+    events = HOT_KEY_EVENTS
+    op = F.when(F.col("id") % 1000 == 7, "set").when(F.col("id") % 3 == 0, "subtract")
+    events_df = spark.range(events).select(
+        F.lit("hot").alias("key"),
+        F.format_string("e%d", "id").alias("event_id"),
+        (F.col("id") + 1).alias("seq"),
+        F.timestamp_seconds("id").alias("event_time"),
+        op.otherwise("add").alias("op"),
+        ((F.col("id") % 977) / 8).cast("decimal(27,9)").alias("amount"),
+        F.lit("valid").alias("outcome"),
+    )
+    started = time.monotonic()
+    state = fold_states(events_df, get_fold("balance")).collect()
+    seconds = time.monotonic() - started
+    last_set = events_df.filter("op = 'set'").agg(F.max("seq")).first()[0]
+    signed = F.when(F.col("op") == "subtract", -F.col("amount")).otherwise(F.col("amount"))
+    expected = (
+        events_df.filter(F.col("seq") >= last_set)
+        .agg(F.sum(F.when(F.col("seq") == last_set, F.col("amount")).otherwise(signed)))
+        .first()[0]
+    )
+    (row,) = state
+    return {
+        "seconds": seconds,
+        "spark_startup_seconds": startup,
+        "events": events,
+        "event_count": row["event_count"],
+        "balance_matches": row["balance"] == expected and row["event_count"] == events,
+    }
+
+
+HOT_KEY_EVENTS = 5_000_000
+
 CONTENDERS = {
     "spark_floor": spark_floor,
     "backfill_empty": backfill_empty,
     "backfill_one_percent": backfill_one_percent,
     "python_replay": python_replay,
     "duckdb": duckdb_fold,
+    "hot_key": hot_key,
 }
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.contenders import HOT_KEY_EVENTS
 from pipelines.generate.events import generate_log
 
 HERE = Path(__file__).resolve().parent
@@ -123,7 +124,8 @@ def markdown(report: dict[str, Any]) -> str:
                 notes = (
                     f"{r['keys_corrected']:,} keys corrected; MERGE removed "
                     f"{r['files_removed']} of {r['table_files']} files, added "
-                    f"{r['files_added']}, {r['deletion_vectors_added']} deletion vectors"
+                    f"{r['files_added']}, {r['deletion_vectors_added']} deletion vectors, "
+                    f"{r.get('rows_copied', 0):,} unchanged rows rewritten"
                 )
             rows.append(
                 f"| {size['events']:,} | {name} | {r['seconds']:.1f} | {r['lines_per_second']:,} "
@@ -137,6 +139,16 @@ def markdown(report: dict[str, Any]) -> str:
             / small["contenders"]["backfill_empty"]["seconds"]
         )
         rows += ["", f"Full backfill: {growth:.0f}x the events cost {cost:.1f}x the time."]
+    hot = report.get("hot_key")
+    if hot and "failed" in hot:
+        rows += ["", f"Hot key ({HOT_KEY_EVENTS:,} events on one key): failed: {hot['failed']}"]
+    elif hot:
+        rows += [
+            "",
+            f"Hot key: {hot['events']:,} events on one key folded in {hot['seconds']:.1f} s "
+            f"with the default settings, peak RSS {hot['peak_rss_mb']:,} MB, balance "
+            f"{'matches' if hot['balance_matches'] else 'DOES NOT match'} the check.",
+        ]
     return "\n".join(rows) + "\n"
 
 
@@ -147,7 +159,14 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     sizes = [bench_size(int(n), out) for n in args.sizes.split(",")]
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "sizes": sizes}
+    print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
+    hot_key = run_contender("hot_key", out, out)
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "sizes": sizes,
+        "hot_key": hot_key,
+    }
     (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(report))
     print(markdown(report))

@@ -99,9 +99,13 @@ def run_backfill(
     )
     cached: list[DataFrame] = []
     try:
-        parsed_df = _persist(parsed_df, cached)
+        # Frames with a row per record live on local disk (read back through the OS page
+        # cache): on the JVM heap, ten million raw records ran a 4g driver out of memory.
+        parsed_df = _persist(parsed_df, cached, StorageLevel.DISK_ONLY)
         valid_df = parsed_df.filter(F.col("reason").isNull())
-        outcomes_df = _persist(valid_df.transform(with_dedupe_outcome), cached)
+        outcomes_df = _persist(
+            valid_df.transform(with_dedupe_outcome), cached, StorageLevel.DISK_ONLY
+        )
         report.counts = count_records(parsed_df, outcomes_df)
         progress(
             f"read {report.counts.records_read:,} records: {report.counts.quarantined:,} "
@@ -244,8 +248,11 @@ def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
     return summary
 
 
-def _persist(df: DataFrame, cached: list[DataFrame]) -> DataFrame:
-    cached.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+def _persist(
+    df: DataFrame, cached: list[DataFrame], level: StorageLevel = StorageLevel.MEMORY_AND_DISK
+) -> DataFrame:
+    """Persist `df` until the run ends; frames with a row per key stay in memory."""
+    cached.append(df.persist(level))
     return df
 
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,6 +31,18 @@ from pipelines.folds import Fold
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+# Delta's commit conflicts (the Python classes do not share a base class).
+COMMIT_CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+MERGE_ATTEMPTS = 4
 TABLE_PROPERTIES = {
     "delta.enableChangeDataFeed": "true",
     # A MERGE that corrects a few keys marks their old rows deleted instead of rewriting
@@ -45,6 +69,7 @@ class MergeResult:
     updated: int
     deleted: int
     version: int
+    attempts: int = 1
 
 
 @contextmanager
@@ -123,17 +148,35 @@ def _check_columns(uri: str, found: StructType, expected: StructType) -> None:
 
 
 def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) -> MergeResult:
-    """Insert new keys, update keys whose state changed, leave every other row untouched."""
-    table = ensure_table(spark, uri, fold.state_schema)
+    """Insert new keys, update keys whose state changed, leave every other row untouched.
+
+    A concurrent writer's commit makes Delta reject ours with a conflict exception; the MERGE
+    is then run again against the new version (the state it writes does not depend on what
+    the table holds), at most `MERGE_ATTEMPTS` times, after which the run fails having
+    written nothing to the table.
+    """
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in fold.state_columns)
-    metrics = (
-        table.alias("t")
-        .merge(state_df.alias("s"), "t.key = s.key")
-        .whenMatchedUpdate(condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns})
-        .whenNotMatchedInsertAll()
-        .execute()
-        .first()
-    )
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        try:
+            table = ensure_table(spark, uri, fold.state_schema)
+            metrics = (
+                table.alias("t")
+                .merge(state_df.alias("s"), "t.key = s.key")
+                .whenMatchedUpdate(
+                    condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns}
+                )
+                .whenNotMatchedInsertAll()
+                .execute()
+                .first()
+            )
+            break
+        except COMMIT_CONFLICTS as exc:
+            if attempt == MERGE_ATTEMPTS:
+                raise RunFailed(
+                    f"table {uri} changed under the MERGE {attempt} times in a row "
+                    f"({type(exc).__name__}); this run wrote nothing to it"
+                ) from exc
+            time.sleep(random.uniform(0.5, 1.5) * attempt)
     version = table_version(spark, uri)
     assert version is not None
     return MergeResult(
@@ -141,6 +184,7 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
         updated=int(metrics["num_updated_rows"]) if metrics else 0,
         deleted=int(metrics["num_deleted_rows"]) if metrics else 0,
         version=version,
+        attempts=attempt,
     )
 
 
