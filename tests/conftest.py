@@ -33,3 +33,20 @@ def spark(config) -> Iterator[SparkSession]:
     session = build_session(config)
     yield session
     session.stop()
+
+
+# Figures the reliability suite measures (trials, kills, conflicts, rows lost), printed at
+# the end of the run so CI logs show them and the README can quote them.
+RELIABILITY_FIGURES: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def reliability_figures() -> dict[str, int]:
+    return RELIABILITY_FIGURES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if RELIABILITY_FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, value in sorted(RELIABILITY_FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {value}")
