@@ -8,6 +8,7 @@ optimistic concurrency check rejects our first commit.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -20,15 +21,21 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
+from pipelines.config import FieldNames
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
 from pipelines.generate.events import FaultRates, generate_log
 from pipelines.io import delta_tables
 from pipelines.io.delta_tables import ensure_table, merge_state
-from tests.helpers import table_states
+from pipelines.transforms.validate import parse_events
+from tests.conftest import make_test_config
+from tests.helpers import backfill, table_states
+from tests.reference import _validate as reference_validate
 from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,3 +210,177 @@ def _assert_committed_and_exact(spark, table: Path, expected) -> None:
     if DeltaTable.isDeltaTable(spark, str(quarantine)):
         per_run = spark.read.format("delta").load(str(quarantine)).groupBy("run_id").count()
         assert {r["count"] for r in per_run.collect()} <= {expected.quarantined}
+
+
+def test_fold_tasks_that_fail_their_first_attempt_are_retried_and_the_result_is_exact(
+    spark, tmp_path, reliability_figures
+):
+    events, table, failures = tmp_path / "events", tmp_path / "state", tmp_path / "failures"
+    failures.mkdir()
+    generate_log(events, events=3000, keys=60, seed=8, faults=FaultRates(garbage=0.05))
+    expected = reference_backfill(read_lines(events))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.flaky_run", str(events), str(table), str(failures)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    injected = len(list(failures.iterdir()))
+    assert injected > 0  # the fold really failed, and Spark retried those tasks
+    assert table_states(spark, table) == expected.states
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["counts"]["records_read"] == expected.records_read
+    assert report["counts"]["quarantined"] == expected.quarantined
+    reliability_figures["fold_task_failures_injected"] = injected
+
+
+# Hostile values for each field: wrong types, edge numbers, odd text, deep and huge values.
+HOSTILE_VALUES = [
+    "null",
+    "true",
+    '""',
+    '"  "',
+    "0",
+    "-1",
+    "1.5",
+    "1e400",
+    "-1e-400",
+    "99999999999999999999999",
+    '"NaN"',
+    '"Infinity"',
+    '"1e400"',
+    '"0.0000000001"',
+    '"12"',
+    '"-0"',
+    "[]",
+    "{}",
+    '[1, "a", null]',
+    '{"nested": {"deeper": [1, 2, {"x": null}]}}',
+    '"\\u00e9t\\u00e9 \\ud83d\\ude00"',
+    '"2026-02-30T00:00:00Z"',
+    '"2026-01-01T24:00:00"',
+    '"2026-01-01T10:00:00.123456789+05:30"',
+    '"add"',
+    '"set"',
+    '"x' + "y" * 2000 + '"',
+]
+FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount", "ingested_at")
+BASE = {
+    "event_id": '"e1"',
+    "key": '"k1"',
+    "seq": "3",
+    "event_time": '"2026-01-01T10:00:00Z"',
+    "op": '"add"',
+    "amount": '"12.5"',
+    "ingested_at": '"2026-01-02T00:00:00Z"',
+}
+
+
+@st.composite
+def hostile_line(draw) -> str:
+    """A record with some fields replaced, dropped or repeated, maybe truncated or wrapped."""
+    parts = []
+    for name in FIELDS:
+        choice = draw(st.integers(0, 5))
+        if choice == 0:
+            continue  # field absent
+        value = BASE[name] if choice < 3 else draw(st.sampled_from(HOSTILE_VALUES))
+        parts.append(f'"{name}": {value}')
+    if draw(st.booleans()):
+        parts.insert(
+            draw(st.integers(0, len(parts))), f'"extra": {draw(st.sampled_from(HOSTILE_VALUES))}'
+        )
+    line = "{" + ", ".join(parts) + "}"
+    damage = draw(st.integers(0, 9))
+    if damage == 0:
+        line = line[: draw(st.integers(0, len(line)))]  # truncated
+    elif damage == 1:
+        line = line + draw(st.sampled_from(["}", " junk", "{}", ",", "\t"]))
+    elif damage == 2:
+        line = draw(st.text(max_size=40))  # any text at all
+    elif damage == 3:
+        line = "[" + line + "]"
+    return line
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(hostile_line(), min_size=50, max_size=120))
+def test_generated_hostile_records_get_the_reference_reason(spark, lines, reliability_figures):
+    """Every generated record is valid or quarantined with the reason the reference gives."""
+    lines = [line for line in lines if line.strip() and "\n" not in line and "\r" not in line]
+    raw_df = spark.createDataFrame(
+        [(f"f{i}.jsonl", line) for i, line in enumerate(lines)], "source_file string, raw string"
+    )
+    parsed = raw_df.transform(parse_events, FieldNames(), FOLD.ops).select("source_file", "reason")
+    actual = {r["source_file"]: r["reason"] for r in parsed.collect()}
+    expected = {f"f{i}.jsonl": reference_validate(line)[1] for i, line in enumerate(lines)}
+    assert len(actual) == len(lines)  # nothing dropped
+    mismatches = {
+        lines[int(name[1:-6])]: (actual[name], expected[name])
+        for name in expected
+        if actual[name] != expected[name]
+    }
+    assert not mismatches
+    reliability_figures["hostile_records_tried"] = reliability_figures.get(
+        "hostile_records_tried", 0
+    ) + len(lines)
+
+
+def test_hostile_files_are_read_whole_and_every_bad_record_is_quarantined(
+    spark, tmp_path, reliability_figures
+):
+    """Invalid UTF-8, NUL bytes, binary junk, a 10 MB line, NaN/Infinity/1e400, negative and
+    huge seq, empty files and directories: nothing crashes, every record is accounted for."""
+    events = tmp_path / "events"
+    (events / "empty_dir").mkdir(parents=True)
+    (events / "empty.jsonl").write_bytes(b"")
+
+    def record(n: int, key: bytes = b"k", seq: bytes = b"1", amount: bytes = b"1") -> bytes:
+        return (
+            b'{"event_id":"e%d","key":"%s","seq":%s,"event_time":"2026-01-01T00:00:00Z",'
+            b'"op":"add","amount":%s}' % (n, key, seq, amount)
+        )
+
+    lines = [
+        record(1),
+        b"\xff\xfe" + record(2),  # bytes before the object, not UTF-8
+        record(3, key=b"k\xff"),  # not UTF-8 inside a string
+        record(4, key=b"k\x00"),  # a raw control character inside a string
+        bytes(range(256)).replace(b"\n", b"").replace(b"\r", b""),  # binary junk
+        record(5, amount=b"NaN"),
+        record(6, amount=b"Infinity"),
+        record(7, amount=b"1e400"),
+        record(8, seq=b"-3"),
+        record(9, seq=b"92233720368547758070"),
+        record(10)[:-7],  # truncated
+        b'{"event_id":"e11","pad":"' + b"x" * 10_000_000 + b'"}',  # 10 MB, fields missing
+        b"[" * 3000 + b"]" * 3000,
+        record(12, key=b"k\xc3\xa9"),  # valid UTF-8: accepted
+    ]
+    (events / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (events / "b.jsonl").write_bytes(b"\n\n" + record(13) + b"\n\n")  # blank lines are no records
+
+    report = backfill(spark, make_test_config(), [events], tmp_path / "state")
+
+    decodable = []
+    for line in [*lines, record(13)]:
+        try:
+            decodable.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            decodable.append(None)
+    expected = reference_backfill([line for line in decodable if line is not None])
+    expected.reasons["malformed_json"] += decodable.count(None)
+    counts = report.counts
+    assert counts.records_read == len(lines) + 1
+    assert counts.quarantined_by_reason == dict(expected.reasons)
+    assert counts.valid_unique == expected.valid_unique == 3
+    assert table_states(spark, tmp_path / "state") == expected.states
+    quarantine = spark.read.format("delta").load(str(tmp_path / "state_quarantine"))
+    assert quarantine.count() == counts.quarantined
+    reliability_figures["hostile_records_tried"] = (
+        reliability_figures.get("hostile_records_tried", 0) + len(lines) + 1
+    )

@@ -87,6 +87,11 @@ def test_valid_records_are_typed_exactly(spark):
         ("[{" + GOOD + ',"amount":1}]', "malformed_json"),
         ("42", "malformed_json"),
         ("{" + GOOD + ',"amount":1} trailing', "malformed_json"),
+        ("{" + GOOD + ',"amount":1}}', "malformed_json"),
+        ("{" + GOOD + ',"amount":1}{"a":1}', "malformed_json"),
+        ("{" + GOOD + ',"amount":1}]', "malformed_json"),
+        ("{" + GOOD + ',"amount":1}],[{"a":1}', "malformed_json"),
+        ("{" + GOOD + ',"amount":1,"tags":["a]","b"]}', None),
         ("{" + GOOD + ',"amount":NaN}', "malformed_json"),
         ("{" + GOOD + ',"amount":1,"amount":2}', "malformed_json"),
         (

@@ -42,7 +42,10 @@ VALIDATED_COLUMNS = (
 
 def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> DataFrame:
     """`(source_file, raw)` -> one row per record with typed fields and a `reason` or NULL."""
-    parsed_df = raw_df.select("source_file", "raw", F.try_parse_json("raw").alias("_doc")).select(
+    # Parsed inside a one-element array: `try_parse_json` stops after the first value and
+    # ignores what follows, while in `[raw]` any text after the object breaks the array.
+    wrapped = F.concat(F.lit("["), F.col("raw"), F.lit("]"))
+    parsed_df = raw_df.select("source_file", "raw", F.try_parse_json(wrapped).alias("_doc")).select(
         "source_file",
         "raw",
         _is_json_object().alias("_is_object"),
@@ -63,15 +66,31 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
 
 
 def _is_json_object() -> Column:
-    # try_parse_json accepted the text and it is one object: it starts with "{" and ends
-    # with "}" (try_parse_json ignores text after the first value, e.g. `{...} junk`).
-    text = F.trim(F.col("raw"))
-    return F.col("_doc").isNotNull() & text.startswith("{") & text.endswith("}")
+    """`[raw]` parsed as an array holding one object and nothing else.
+
+    Text after the object makes the array invalid, or (`{...}],[...`) closes it early; the
+    parser then ignores the rest, so a `]` in the raw text must also be in the parsed object.
+    """
+    doc, raw = F.col("_doc"), F.col("raw")
+    one_element = F.try_variant_get(doc, "$[1]", "variant").isNull()
+    object_text = F.to_json(F.try_variant_get(doc, "$[0]", "variant"))
+    no_early_close = F.when(
+        raw.contains("]"), _count(raw, "]") == _count(object_text, "]")
+    ).otherwise(True)
+    starts_object = F.ltrim(raw).startswith("{")
+    # JSON text is UTF-8; the parser would turn bad bytes into U+FFFD and merge distinct keys.
+    utf8 = F.is_valid_utf8(raw)
+    is_object = doc.isNotNull() & utf8 & starts_object & one_element & no_early_close
+    return F.coalesce(is_object, F.lit(False))
+
+
+def _count(text: Column, char: str) -> Column:
+    return F.length(text) - F.length(F.replace(text, F.lit(char), F.lit("")))
 
 
 def _text_and_type(name: str, path: str) -> tuple[Column, Column]:
     """The field as text (numbers keep their exact digits) and its JSON type, e.g. `BIGINT`."""
-    json_path = "$['" + path.replace("'", "\\'") + "']"
+    json_path = "$[0]['" + path.replace("'", "\\'") + "']"
     value = F.try_variant_get("_doc", json_path, "variant")  # looked up once, used twice
     return (
         F.try_variant_get(value, "$", "string").alias(f"{name}_text"),
