@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -21,7 +21,7 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
@@ -43,6 +43,7 @@ COMMIT_CONFLICTS = (
     ProtocolChangedException,
 )
 MERGE_ATTEMPTS = 4
+T = TypeVar("T")
 TABLE_PROPERTIES = {
     "delta.enableChangeDataFeed": "true",
     # A MERGE that corrects a few keys marks their old rows deleted instead of rewriting
@@ -156,27 +157,19 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
     written nothing to the table.
     """
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in fold.state_columns)
-    for attempt in range(1, MERGE_ATTEMPTS + 1):
-        try:
-            table = ensure_table(spark, uri, fold.state_schema)
-            metrics = (
-                table.alias("t")
-                .merge(state_df.alias("s"), "t.key = s.key")
-                .whenMatchedUpdate(
-                    condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns}
-                )
-                .whenNotMatchedInsertAll()
-                .execute()
-                .first()
-            )
-            break
-        except COMMIT_CONFLICTS as exc:
-            if attempt == MERGE_ATTEMPTS:
-                raise RunFailed(
-                    f"table {uri} changed under the MERGE {attempt} times in a row "
-                    f"({type(exc).__name__}); this run wrote nothing to it"
-                ) from exc
-            time.sleep(random.uniform(0.5, 1.5) * attempt)
+
+    def merge() -> Row | None:
+        table = ensure_table(spark, uri, fold.state_schema)
+        return (
+            table.alias("t")
+            .merge(state_df.alias("s"), "t.key = s.key")
+            .whenMatchedUpdate(condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns})
+            .whenNotMatchedInsertAll()
+            .execute()
+            .first()
+        )
+
+    metrics, attempts = _retry_conflicts(uri, "MERGE", merge)
     version = table_version(spark, uri)
     assert version is not None
     return MergeResult(
@@ -184,13 +177,16 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
         updated=int(metrics["num_updated_rows"]) if metrics else 0,
         deleted=int(metrics["num_deleted_rows"]) if metrics else 0,
         version=version,
-        attempts=attempt,
+        attempts=attempts,
     )
 
 
 def append_quarantine(spark: SparkSession, uri: str, quarantined_df: DataFrame, run_id: str) -> int:
-    """Append this run's quarantined records; returns the new table version."""
-    ensure_table(spark, uri, QUARANTINE_SCHEMA)
+    """Append this run's quarantined records; returns the new table version.
+
+    Appends do not conflict with each other, but two runs creating the table at once do:
+    the loser retries like a MERGE.
+    """
     rows_df = quarantined_df.select(
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("quarantined_at"),
@@ -200,7 +196,27 @@ def append_quarantine(spark: SparkSession, uri: str, quarantined_df: DataFrame, 
         "key",
         "raw",
     )
-    rows_df.write.format("delta").mode("append").save(uri)
+
+    def append() -> None:
+        ensure_table(spark, uri, QUARANTINE_SCHEMA)
+        rows_df.write.format("delta").mode("append").save(uri)
+
+    _retry_conflicts(uri, "quarantine append", append)
     version = table_version(spark, uri)
     assert version is not None
     return version
+
+
+def _retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, int]:
+    """Run `action`, again after a growing pause while Delta rejects its commit as a conflict."""
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        try:
+            return action(), attempt
+        except COMMIT_CONFLICTS as exc:
+            if attempt == MERGE_ATTEMPTS:
+                raise RunFailed(
+                    f"table {uri} changed under the {what} {attempt} times in a row "
+                    f"({type(exc).__name__}); this run wrote nothing to it"
+                ) from exc
+            time.sleep(random.uniform(0.5, 1.5) * attempt)
+    raise AssertionError("unreachable")
