@@ -5,6 +5,7 @@ Transforms are pure; this module wires them to the I/O modules, counts, and comm
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -124,8 +125,16 @@ def run_backfill(
         _commit(
             spark, request, report, config, quarantined_df, state_df, changes_df, fold, progress
         )
-    except Exception:
+    except Exception as exc:
         report.status = "failed"
+        vanished = re.search(
+            r"FILE_NOT_EXIST\].*?reading file (\S+?)\. File does not exist", str(exc)
+        )
+        if vanished:
+            raise RunFailed(
+                f"source file {vanished.group(1)} disappeared while the run read it; nothing "
+                "was written: run again once the sources stop changing"
+            ) from exc
         raise
     finally:
         for df in cached:

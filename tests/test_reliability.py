@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
+from pipelines import job
 from pipelines.config import FieldNames
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
@@ -409,3 +410,29 @@ def test_two_backfills_on_one_table_at_once_end_equal_to_the_reference(
     assert updated == 0  # the second MERGE found every key already right
     reliability_figures["concurrent_runs"] = len(runs)
     reliability_figures["concurrent_runs_landed"] = sum(code == 0 for code, _ in outcomes)
+
+
+def test_a_source_file_that_vanishes_mid_run_fails_it_clean_and_the_rerun_converges(
+    spark, tmp_path, monkeypatch, reliability_figures
+):
+    """The file is deleted after Spark listed the sources and before it read them."""
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=2000, keys=20, seed=12)
+    listed = job.read_raw_records
+
+    def list_then_delete(*args):
+        df = listed(*args)
+        sorted(events.rglob("*.jsonl"))[0].unlink()
+        return df
+
+    monkeypatch.setattr(job, "read_raw_records", list_then_delete)
+    with pytest.raises(RunFailed, match=r"source file .*\.jsonl disappeared while the run read it"):
+        backfill(spark, make_test_config(), [events], table)
+    assert not DeltaTable.isDeltaTable(spark, str(table))
+
+    monkeypatch.setattr(job, "read_raw_records", listed)
+    report = backfill(spark, make_test_config(), [events], table)
+    expected = reference_backfill(read_lines(events))
+    assert report.counts.records_read == expected.records_read
+    assert table_states(spark, table) == expected.states
+    reliability_figures["vanished_files_rows_written"] = 0
