@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_VERSION ?= 3.1.3
 
-.PHONY: setup airflow demo test bench lint typecheck clean
+.PHONY: setup airflow demo test soak bench lint typecheck clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ airflow: $(AIRFLOW_VENV)/.installed
 
 test: setup airflow lint typecheck
 	$(PY) -m pytest
+
+# The reliability suite, longer: 20 kills and ten times the generated hostile input.
+soak: setup
+	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines tests benchmarks

@@ -40,6 +40,10 @@ from tests.reference import _validate as reference_validate
 from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
+# `make soak` (BACKFILL_SOAK=1) runs the same suite longer: more kills, more generated input.
+SOAK = os.environ.get("BACKFILL_SOAK") == "1"
+KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "20" if SOAK else "4"))
+HOSTILE_EXAMPLES = 60 if SOAK else 6
 
 FOLD = get_fold("balance")
 
@@ -138,9 +142,6 @@ def test_merge_that_keeps_conflicting_fails_and_writes_nothing(
     operations = [r["operation"] for r in DeltaTable.forPath(spark, table).history().collect()]
     assert "MERGE" not in operations
     reliability_figures["merge_conflicts_refused_rows_written"] = 0
-
-
-KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "4"))
 
 
 def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
@@ -308,7 +309,9 @@ def hostile_line(draw) -> str:
     return line
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=HOSTILE_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(lines=st.lists(hostile_line(), min_size=50, max_size=120))
 def test_generated_hostile_records_get_the_reference_reason(spark, lines, reliability_figures):
     """Every generated record is valid or quarantined with the reason the reference gives."""
