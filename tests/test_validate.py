@@ -140,11 +140,20 @@ def test_valid_records_are_typed_exactly(spark):
         ("{" + GOOD + ',"amount":0.0000000001}', "amount_out_of_range"),
         ("{" + GOOD + ',"amount":"1.0000000001"}', "amount_out_of_range"),
         ("{" + GOOD + ',"amount":"1e99999999"}', "amount_out_of_range"),
+        # Numbers the parser holds only as doubles are checked on their written digits.
+        ("{" + GOOD + ',"amount":-1e-400}', "amount_out_of_range"),
+        (
+            "{" + GOOD + ',"amount":1.00000000000000000000000000000000000000001}',
+            "amount_out_of_range",
+        ),
+        ("{" + GOOD + ',"extra":{"amount":7},"amount":-1e-400}', "amount_out_of_range"),
         ("{" + GOOD + ',"amount":1,"ingested_at":"later"}', "bad_type:ingested_at"),
         ("{" + GOOD + ',"amount":1,"ingested_at":5}', "bad_type:ingested_at"),
         # Accepted edge cases: exact digits, exponents that land in range, zero.
         ("{" + GOOD + ',"amount":999999999999999999.999999999}', None),
         ("{" + GOOD + ',"amount":"1.5e3"}', None),
+        ("{" + GOOD + ',"amount":1.5e3}', None),
+        ("{" + GOOD + ',"amount":2.5E-7}', None),
         ("{" + GOOD + ',"amount":1E-9}', None),
         ("{" + GOOD + ',"amount":"0e99999999"}', None),
         ("{" + GOOD + ',"amount":"1.2300000000000"}', None),

@@ -21,6 +21,7 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
@@ -212,7 +213,9 @@ def _retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, i
     for attempt in range(1, MERGE_ATTEMPTS + 1):
         try:
             return action(), attempt
-        except COMMIT_CONFLICTS as exc:
+        except Exception as exc:
+            if not _is_conflict(exc):
+                raise
             if attempt == MERGE_ATTEMPTS:
                 raise RunFailed(
                     f"table {uri} changed under the {what} {attempt} times in a row "
@@ -220,3 +223,12 @@ def _retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, i
                 ) from exc
             time.sleep(random.uniform(0.5, 1.5) * attempt)
     raise AssertionError("unreachable")
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A commit conflict, or the race of two runs creating the table: one sees the other's
+    half-made table and finds no table where it expected one."""
+    if isinstance(exc, COMMIT_CONFLICTS):
+        return True
+    condition = exc.getCondition() if isinstance(exc, PySparkException) else None
+    return condition == "DELTA_TABLE_NOT_FOUND"

@@ -51,7 +51,8 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
         _is_json_object().alias("_is_object"),
         *[c for name, path in fields.as_dict().items() for c in _text_and_type(name, path)],
     )
-    return parsed_df.select(
+    amount_text = _exact_number_text("amount", fields.as_dict()["amount"])
+    return parsed_df.withColumn("amount_text", amount_text).select(
         "source_file",
         "raw",
         F.col("event_id_text").alias("event_id"),
@@ -96,6 +97,22 @@ def _text_and_type(name: str, path: str) -> tuple[Column, Column]:
         F.try_variant_get(value, "$", "string").alias(f"{name}_text"),
         F.schema_of_variant(value).alias(f"{name}_type"),
     )
+
+
+def _exact_number_text(name: str, path: str) -> Column:
+    """The field's digits as written, also for a JSON number the parser held as a double.
+
+    Numbers with an exponent or more than 38 digits come out of the VARIANT as a double
+    (`-1e-400` as `-0.0`, 40 digits rounded), so their text is taken from the raw record:
+    the value of a `"<path>":` member whose digits make the same double.
+    """
+    text, json_type = F.col(f"{name}_text"), F.col(f"{name}_type")
+    number = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+    pattern = '"\\Q' + path + '\\E"\\s*:\\s*' + number
+    candidates = F.regexp_extract_all(F.col("raw"), F.lit(pattern), 1)
+    as_parsed = F.filter(candidates, lambda c: c.try_cast("double") == text.try_cast("double"))
+    written = F.coalesce(F.try_element_at(as_parsed, F.lit(1)), F.lit("unmatched"))
+    return F.when(json_type.isin("DOUBLE", "FLOAT"), written).otherwise(text)
 
 
 def _is_absent(name: str) -> Column:
