@@ -39,14 +39,13 @@ from pipelines.report import (
     report_beside_table,
     write_report,
 )
-from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
+from pipelines.transforms.dedupe import CONFLICT, quarantined_records, with_dedupe_outcome
 from pipelines.transforms.fold import fold_states
 from pipelines.transforms.reconcile import with_change_kind
 from pipelines.transforms.validate import parse_events
 
 Progress = Callable[[str], None]
 TOP_CHANGES = 5
-CONFLICT = "conflicting_duplicate"
 
 
 def new_run_id() -> str:

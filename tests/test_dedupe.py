@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
 from chispa import assert_df_equality
 
+from pipelines.errors import RunFailed
+from pipelines.job import count_records
 from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
 
 PARSED = (
@@ -103,3 +106,17 @@ def test_conflict_with_equal_ingested_at_is_decided_by_content_not_input_order(s
         df = spark.createDataFrame(ordered, PARSED).repartition(2)
         winners.add(with_dedupe_outcome(df).filter("outcome = 'valid'").first()["record_id"])
     assert winners == {1}  # amount 1 sorts first: the smaller content wins a tie
+
+
+def test_a_copy_lost_between_parsing_and_dedupe_fails_the_accounting(spark):
+    parsed_df = spark.createDataFrame(
+        [row(1, "a"), row(2, "a"), row(3, "b"), (9, "c.jsonl", "junk", *[None] * 7, "bad_seq")],
+        PARSED,
+    )
+    outcomes_df = with_dedupe_outcome(valid(parsed_df))
+    counts = count_records(parsed_df, outcomes_df)
+    assert (counts.records_read, counts.valid_unique, counts.duplicates_dropped) == (4, 2, 1)
+    assert counts.quarantined_by_reason == {"bad_seq": 1}
+
+    with pytest.raises(RunFailed, match="accounting does not balance"):
+        count_records(parsed_df, outcomes_df.filter("record_id != 3"))

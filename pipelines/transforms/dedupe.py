@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 CONTENT_FIELDS = ("key", "seq", "event_time", "op", "amount")
-OUTCOMES = ("valid", "duplicate", "conflicting_duplicate")
+CONFLICT = "conflicting_duplicate"  # the outcome of a loser, and its quarantine reason
 DEDUPE_COLUMNS = ("record_id", "event_id", *CONTENT_FIELDS, "ingested_at")
 # 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
 BROADCAST_LOSERS = 2_000_000
@@ -34,7 +34,7 @@ def with_dedupe_outcome(events_df: DataFrame) -> DataFrame:
     outcome = (
         F.when(F.row_number().over(copy_order) == 1, F.lit("valid"))
         .when(content == winner, F.lit("duplicate"))
-        .otherwise(F.lit("conflicting_duplicate"))
+        .otherwise(F.lit(CONFLICT))
     )
     return events_df.select(*DEDUPE_COLUMNS, outcome.alias("outcome"))
 
@@ -51,9 +51,9 @@ def conflict_losers(parsed_df: DataFrame, outcomes_df: DataFrame, expected: int)
     `expected` is how many there are (already counted): when they are few, their ids are
     broadcast, so the semi-join scans the parsed records without shuffling them.
     """
-    loser_ids = outcomes_df.filter(F.col("outcome") == "conflicting_duplicate").select("record_id")
+    loser_ids = outcomes_df.filter(F.col("outcome") == CONFLICT).select("record_id")
     if expected <= BROADCAST_LOSERS:
         loser_ids = F.broadcast(loser_ids)
     return parsed_df.join(loser_ids, on="record_id", how="left_semi").withColumn(
-        "reason", F.lit("conflicting_duplicate")
+        "reason", F.lit(CONFLICT)
     )

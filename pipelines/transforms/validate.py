@@ -174,9 +174,10 @@ def _is_numeric_amount() -> Column:
     is_number_type = amount_type.isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | amount_type.startswith(
         "DECIMAL("
     )
+    # A double's text is its written digits (`_exact_number_text`), so `1e400` is numeric
+    # here and out of range in `_amount_fits`.
     is_numeric_text = text.rlike(_NUMBER) & text.rlike(r"\d")
-    infinite = amount_type.isin("DOUBLE", "FLOAT") & text.rlike(r"^-?Infinity$")
-    is_number = F.when(_is_plain_amount(), True).otherwise(is_numeric_text | infinite)
+    is_number = F.when(_is_plain_amount(), True).otherwise(is_numeric_text)
     return (is_number_type | _is_string("amount")) & is_number
 
 
