@@ -144,6 +144,51 @@ def test_merge_that_keeps_conflicting_fails_and_writes_nothing(
     reliability_figures["merge_conflicts_refused_rows_written"] = 0
 
 
+def test_two_writers_creating_one_table_at_once_both_land(spark, tmp_path, reliability_figures):
+    table, barrier = tmp_path / "state", tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.create_race", str(table), str(barrier), key],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for key in "ab"
+    ]
+    retried: list[str] = []
+    for writer in writers:
+        stdout, stderr = writer.communicate(timeout=300)
+        assert writer.returncode == 0, stderr[-3000:]
+        lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+        retried += [line["retried"] for line in lines if "retried" in line]
+        assert lines[-1]["result"]["inserted"] == 1
+
+    rows = spark.read.format("delta").load(str(table)).select("key", "balance").collect()
+    assert sorted((r["key"], r["balance"]) for r in rows) == [("a", 1), ("b", 1)]
+    # Whoever lost the race retried; which error it met, if any, depends on the instant.
+    reliability_figures["create_races_retried"] = len(retried)
+
+
+def test_a_table_left_half_made_by_a_killed_create_fails_with_the_way_out(
+    spark, tmp_path, monkeypatch
+):
+    # What a run killed between creating the log folder and its first commit leaves behind.
+    monkeypatch.setattr(delta_tables, "MERGE_ATTEMPTS", 2)
+    uri = tmp_path / "state"
+    (uri / "_delta_log").mkdir(parents=True)
+
+    with pytest.raises(RunFailed, match="remove that _delta_log and run again") as failure:
+        merge_state(spark, str(uri), _state(spark, {"a": "1"}), FOLD)
+
+    assert "DELTA_TABLE_NOT_FOUND, 2 attempts" in str(failure.value)
+    assert [p.name for p in uri.iterdir()] == ["_delta_log"]
+    assert list((uri / "_delta_log").iterdir()) == []
+
+
 def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
     spark, tmp_path, reliability_figures
 ):

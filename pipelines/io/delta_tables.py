@@ -26,6 +26,9 @@ TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 # Delta's commit conflict exceptions: every class `delta.exceptions` exports (the Python
 # classes share no base class, so they are caught as a tuple).
 COMMIT_CONFLICTS = tuple(getattr(delta.exceptions, name) for name in delta.exceptions.__all__)
+# Two runs creating one table at once: the loser finds a half-made table (a log with no
+# commit yet), or finds the location taken between its own check and its commit.
+CREATE_RACES = frozenset({"DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"})
 MERGE_ATTEMPTS = 4
 T = TypeVar("T")
 TABLE_PROPERTIES = {
@@ -200,18 +203,30 @@ def _retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, i
             if not _is_conflict(exc):
                 raise
             if attempt == MERGE_ATTEMPTS:
-                raise RunFailed(
-                    f"table {uri} changed under the {what} {attempt} times in a row "
-                    f"({type(exc).__name__}); this run wrote nothing to it"
-                ) from exc
+                raise _gave_up(uri, what, attempt, exc) from exc
             time.sleep(random.uniform(0.5, 1.5) * attempt)
     raise AssertionError("unreachable")
 
 
 def _is_conflict(exc: Exception) -> bool:
-    """A commit conflict, or the race of two runs creating the table: one sees the other's
-    half-made table and finds no table where it expected one."""
-    if isinstance(exc, COMMIT_CONFLICTS):
-        return True
-    condition = exc.getCondition() if isinstance(exc, PySparkException) else None
-    return condition == "DELTA_TABLE_NOT_FOUND"
+    return isinstance(exc, COMMIT_CONFLICTS) or _condition(exc) in CREATE_RACES
+
+
+def _gave_up(uri: str, what: str, attempts: int, exc: Exception) -> RunFailed:
+    condition = _condition(exc)
+    if condition in CREATE_RACES:
+        # Still no table after the pauses: no other run is making it. A run killed between
+        # creating `_delta_log` and writing its first commit leaves exactly this behind.
+        return RunFailed(
+            f"table {uri} could not be created ({condition}, {attempts} attempts): if its "
+            f"_delta_log holds no commit, a run was killed while creating it; remove that "
+            f"_delta_log and run again. This run wrote nothing to it"
+        )
+    return RunFailed(
+        f"table {uri} changed under the {what} {attempts} times in a row "
+        f"({type(exc).__name__}); this run wrote nothing to it"
+    )
+
+
+def _condition(exc: Exception) -> str | None:
+    return exc.getCondition() if isinstance(exc, PySparkException) else None
