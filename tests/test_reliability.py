@@ -314,6 +314,8 @@ HOSTILE_VALUES = [
     '"add"',
     '"set"',
     '"x' + "y" * 2000 + '"',
+    '"\\u005d]"',
+    '["\\u005d", "]"]',
 ]
 FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount", "ingested_at")
 BASE = {
@@ -346,11 +348,13 @@ def hostile_line(draw) -> str:
     if damage == 0:
         line = line[: draw(st.integers(0, len(line)))]  # truncated
     elif damage == 1:
-        line = line + draw(st.sampled_from(["}", " junk", "{}", ",", "\t"]))
+        line = line + draw(st.sampled_from(["}", " junk", "{}", ",", "\t", "],[1", " ]", "]"]))
     elif damage == 2:
         line = draw(st.text(max_size=40))  # any text at all
     elif damage == 3:
         line = "[" + line + "]"
+    elif damage == 4:
+        line = draw(st.sampled_from(["\t", " \t ", "\t\t"])) + line  # JSON whitespace first
     return line
 
 

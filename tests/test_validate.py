@@ -92,6 +92,11 @@ def test_valid_records_are_typed_exactly(spark):
         ("{" + GOOD + ',"amount":1}]', "malformed_json"),
         ("{" + GOOD + ',"amount":1}],[{"a":1}', "malformed_json"),
         ("{" + GOOD + ',"amount":1,"tags":["a]","b"]}', None),
+        ("{" + GOOD + ',"amount":1,"tags":["\\u005d]"]}', None),
+        ("{" + GOOD + ',"amount":1,"tags":"\\u005d\\u005d"}],[1', "malformed_json"),
+        ("{" + GOOD + ',"amount":1,"tags":"\\u005d"} ] ,{}', "malformed_json"),
+        ("\t {" + GOOD + ',"amount":1}\t', None),
+        ("\t[{" + GOOD + ',"amount":1}]', "malformed_json"),
         ("{" + GOOD + ',"amount":NaN}', "malformed_json"),
         ("{" + GOOD + ',"amount":1,"amount":2}', "malformed_json"),
         (

@@ -18,6 +18,7 @@ from pipelines.config import FieldNames
 AMOUNT_TYPE = "decimal(27,9)"  # at most 18 integer and 9 fractional digits
 MAX_INTEGER_DIGITS = 18
 MAX_FRACTION_DIGITS = 9
+JSON_WHITESPACE = " \t\r\n"
 REQUIRED_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount")
 
 _NUMBER = r"^[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$"
@@ -69,24 +70,21 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
 def _is_json_object() -> Column:
     """`[raw]` parsed as an array holding one object and nothing else.
 
-    Text after the object makes the array invalid, or (`{...}],[...`) closes it early; the
-    parser then ignores the rest, so a `]` in the raw text must also be in the parsed object.
+    Text after the object makes the array invalid, unless it starts with `]` (`{...}],[...`):
+    that closes the array early and the parser ignores the rest. Wrapped as `{"x": raw}`
+    instead, that text is invalid, and whatever starts with `}` was already invalid in the
+    array: a line that parses both ways is one object. The second parse is paid only by the
+    lines that hold a `]` at all.
     """
     doc, raw = F.col("_doc"), F.col("raw")
     one_element = F.try_variant_get(doc, "$[1]", "variant").isNull()
-    object_text = F.to_json(F.try_variant_get(doc, "$[0]", "variant"))
-    no_early_close = F.when(
-        raw.contains("]"), _count(raw, "]") == _count(object_text, "]")
-    ).otherwise(True)
-    starts_object = F.ltrim(raw).startswith("{")
+    as_member = F.try_parse_json(F.concat(F.lit('{"x":'), raw, F.lit("}")))
+    no_early_close = F.when(raw.contains("]"), as_member.isNotNull()).otherwise(True)
+    starts_object = F.ltrim(raw, F.lit(JSON_WHITESPACE)).startswith("{")
     # JSON text is UTF-8; the parser would turn bad bytes into U+FFFD and merge distinct keys.
     utf8 = F.is_valid_utf8(raw)
     is_object = doc.isNotNull() & utf8 & starts_object & one_element & no_early_close
     return F.coalesce(is_object, F.lit(False))
-
-
-def _count(text: Column, char: str) -> Column:
-    return F.length(text) - F.length(F.replace(text, F.lit(char), F.lit("")))
 
 
 def _text_and_type(name: str, path: str) -> tuple[Column, Column]:
