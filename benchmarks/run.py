@@ -139,6 +139,23 @@ def markdown(report: dict[str, Any]) -> str:
             / small["contenders"]["backfill_empty"]["seconds"]
         )
         rows += ["", f"Full backfill: {growth:.0f}x the events cost {cost:.1f}x the time."]
+    profiled = report["sizes"][-1]
+    profile = profiled["contenders"]["backfill_empty"].get("profile")
+    if profile:
+        rows += [
+            "",
+            f"Where the full backfill's time went at {profiled['events']:,} events (Spark's event "
+            "log, by the step that started each job; `other` is reading table versions and "
+            "the like):",
+            "",
+            "| step | seconds of its jobs | executor CPU seconds | shuffle written MB |",
+            "| --- | ---: | ---: | ---: |",
+            *(
+                f"| {name} | {p['seconds']:.1f} | {p['cpu_seconds']:.1f} "
+                f"| {p['shuffle_written_mb']:,.0f} |"
+                for name, p in profile.items()
+            ),
+        ]
     hot = report.get("hot_key")
     if hot and "failed" in hot:
         rows += ["", f"Hot key ({HOT_KEY_EVENTS:,} events on one key): failed: {hot['failed']}"]

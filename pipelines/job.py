@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -46,6 +47,11 @@ from pipelines.transforms.validate import parse_events
 
 Progress = Callable[[str], None]
 TOP_CHANGES = 5
+# Each step's Spark jobs carry `backfill <run id>: <step>` as their description, so the
+# Spark UI, the history server and an event log tell the steps apart; Delta's own jobs
+# replace the description with theirs, so the step is also kept in a property of its own.
+STEPS = ("validate", "dedupe", "fold", "merge", "quarantine")
+STEP_PROPERTY = "backfill.step"
 
 
 def new_run_id() -> str:
@@ -68,6 +74,19 @@ class RunRequest:
     # Delta idempotent writes: (app id, version). A commit whose version is not above the
     # last one recorded for the app id is skipped, so a retried window applies once.
     txn: tuple[str, int] | None = None
+
+
+@contextmanager
+def step(spark: SparkSession, run_id: str, name: str) -> Iterator[None]:
+    """Name the Spark jobs started inside: `backfill <run id>: <name>`."""
+    context = spark.sparkContext
+    context.setJobDescription(f"backfill {run_id}: {name}")
+    context.setLocalProperty(STEP_PROPERTY, name)
+    try:
+        yield
+    finally:
+        context.setJobDescription(None)  # type: ignore[arg-type]
+        context.setLocalProperty(STEP_PROPERTY, None)  # type: ignore[arg-type]
 
 
 def run_backfill(
@@ -106,15 +125,16 @@ def run_backfill(
         outcomes_df = _persist(
             valid_df.transform(with_dedupe_outcome), cached, StorageLevel.DISK_ONLY
         )
-        report.counts = count_records(parsed_df, outcomes_df)
+        report.counts = count_records(parsed_df, outcomes_df, request.run_id)
         progress(
             f"read {report.counts.records_read:,} records: {report.counts.quarantined:,} "
             f"quarantined, {report.counts.duplicates_dropped:,} duplicates; folding keys"
         )
-        state_df = _persist(outcomes_df.transform(fold_states, fold), cached)
-        current_df = read_version(spark, request.table, version_before)
-        changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
-        report.keys = summarize_changes(changes_df, fold.measure)
+        with step(spark, request.run_id, "fold"):
+            state_df = _persist(outcomes_df.transform(fold_states, fold), cached)
+            current_df = read_version(spark, request.table, version_before)
+            changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
+            report.keys = summarize_changes(changes_df, fold.measure)
         progress(
             f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
             f"{report.keys.updated:,} to correct"
@@ -173,7 +193,8 @@ def _commit(
             report.status = "unchanged"
         else:
             progress(f"merging into {request.table}")
-            merged = merge_state(spark, request.table, state_df, fold)
+            with step(spark, request.run_id, "merge"):
+                merged = merge_state(spark, request.table, state_df, fold)
             report.table_version_after = merged.version
             already = request.txn is not None and merged.version == report.table_version_before
             report.status = "already_applied" if already else "committed"
@@ -181,9 +202,10 @@ def _commit(
             progress(
                 f"appending {report.counts.quarantined:,} records to {request.quarantine_table}"
             )
-            report.quarantine_version_after = append_quarantine(
-                spark, request.quarantine_table, quarantined_df, report.run_id
-            )
+            with step(spark, request.run_id, "quarantine"):
+                report.quarantine_version_after = append_quarantine(
+                    spark, request.quarantine_table, quarantined_df, report.run_id
+                )
 
 
 def write_changes(changes_df: DataFrame, path: str) -> None:
@@ -192,21 +214,27 @@ def write_changes(changes_df: DataFrame, path: str) -> None:
     changed_df.coalesce(1).write.mode("overwrite").json(path)
 
 
-def count_records(parsed_df: DataFrame, outcomes_df: DataFrame) -> Counts:
+def count_records(parsed_df: DataFrame, outcomes_df: DataFrame, run_id: str) -> Counts:
     """The accounting of sections 2 and 3; raises if a record went missing on the way.
 
     `parsed_df` holds every record read, `outcomes_df` the dedupe outcome of each valid one:
-    the two are counted apart, so a copy lost by the window breaks the balance.
+    the two are counted apart, so a copy lost by the window breaks the balance. Both are
+    persisted, so these counts are where Spark reads, validates and deduplicates.
     """
+    spark = parsed_df.sparkSession
     counts = Counts()
     valid_copies = 0
-    for row in parsed_df.groupBy("reason").count().collect():  # one row per reason
+    with step(spark, run_id, "validate"):
+        by_reason = parsed_df.groupBy("reason").count().collect()  # one row per reason
+    for row in by_reason:
         counts.records_read += row["count"]
         if row["reason"] is None:
             valid_copies = row["count"]
         else:
             counts.quarantined_by_reason[row["reason"]] = row["count"]
-    outcomes = {r["outcome"]: r["count"] for r in outcomes_df.groupBy("outcome").count().collect()}
+    with step(spark, run_id, "dedupe"):
+        by_outcome = outcomes_df.groupBy("outcome").count().collect()
+    outcomes = {r["outcome"]: r["count"] for r in by_outcome}
     counts.valid_unique = outcomes.get("valid", 0)
     counts.duplicates_dropped = outcomes.get("duplicate", 0)
     if outcomes.get(CONFLICT):

@@ -114,9 +114,9 @@ def test_a_copy_lost_between_parsing_and_dedupe_fails_the_accounting(spark):
         PARSED,
     )
     outcomes_df = with_dedupe_outcome(valid(parsed_df))
-    counts = count_records(parsed_df, outcomes_df)
+    counts = count_records(parsed_df, outcomes_df, "test-run")
     assert (counts.records_read, counts.valid_unique, counts.duplicates_dropped) == (4, 2, 1)
     assert counts.quarantined_by_reason == {"bad_seq": 1}
 
     with pytest.raises(RunFailed, match="accounting does not balance"):
-        count_records(parsed_df, outcomes_df.filter("record_id != 3"))
+        count_records(parsed_df, outcomes_df.filter("record_id != 3"), "test-run")
