@@ -145,8 +145,8 @@ def markdown(report: dict[str, Any]) -> str:
         rows += [
             "",
             f"Where the full backfill's time went at {profiled['events']:,} events (Spark's event "
-            "log, by the step that started each job; `other` is reading table versions and "
-            "the like):",
+            "log, by the step that started each job; `other`: jobs outside any step; `outside "
+            "Spark jobs`: the driver's own work between jobs, such as planning and Delta's log):",
             "",
             "| step | seconds of its jobs | executor CPU seconds | shuffle written MB |",
             "| --- | ---: | ---: | ---: |",
