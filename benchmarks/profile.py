@@ -51,9 +51,9 @@ def step_profile(directory: Path, total_seconds: float) -> dict[str, dict[str, f
                     stage_job[stage] = job
             elif kind == "SparkListenerJobEnd":
                 job = event["Job ID"]
-                intervals.append((job_started[job], event["Completion Time"]))
-                wall_ms = event["Completion Time"] - job_started[job]
-                steps[job_step[job]]["seconds"] += wall_ms / 1000
+                started, ended = job_started[job], event["Completion Time"]
+                intervals.append((started, ended))
+                steps[job_step[job]]["seconds"] += (ended - started) / 1000
             elif kind == "SparkListenerStageCompleted":
                 info = event["Stage Info"]
                 step = job_step.get(stage_job.get(info["Stage ID"], -1), OTHER)
