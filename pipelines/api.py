@@ -56,10 +56,15 @@ def rollback(table: str, to_version: int, reason: str) -> tuple[TableDiff, int]:
 
 
 def dry_run(
-    sources: list[str], table: str, config: str | Path | None = None, report: str | None = None
+    sources: list[str],
+    table: str,
+    config: str | Path | None = None,
+    report: str | None = None,
+    full: bool = False,
 ) -> RunReport:
-    """Replay the sources in isolation and report what a backfill would change; commits nothing."""
+    """Report what a backfill of the sources would change; commits nothing."""
     request = RunRequest(
+        full=full,
         sources=list(sources),
         table=table,
         quarantine_table=default_quarantine_uri(table),

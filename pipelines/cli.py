@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
     )
+    run.add_argument(
+        "--events-table",
+        metavar="URI",
+        help="events Delta table: every accepted event (default: <table>_events)",
+    )
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="re-fold every key from the events table, not only the keys this run touched "
+        "(needed once for a state table written before the events table existed)",
+    )
     _add_config_flags(run)
     run.add_argument(
         "--from",

@@ -55,13 +55,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for stats in check_sources(args.source, config.s3):
         more = "+" if stats.truncated else ""
         progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
-    for table in (args.table, args.quarantine):
+    for table in (args.table, args.quarantine, args.events_table):
         if table and s3.is_s3(table):
             s3.check_bucket(table, config.s3)
     request = RunRequest(
         sources=args.source,
         table=args.table,
         quarantine_table=args.quarantine or default_quarantine_uri(args.table),
+        events_table=args.events_table or "",
+        full=args.full,
         window=DateWindow(args.from_date, args.to_date),
         dry_run=args.dry_run,
         report_path=args.report,

@@ -54,10 +54,19 @@ class S3Config(_Frozen):
     ssl: bool = True
 
 
+class EventsConfig(_Frozen):
+    """The events table (contract section 7)."""
+
+    # Key buckets the table is partitioned by, fixed when it is created: re-folding a few
+    # keys reads only their buckets, while each nightly append writes a file per bucket.
+    buckets: int = Field(default=16, ge=1, le=4096)
+
+
 class Config(_Frozen):
     fields: FieldNames = FieldNames()
     fold: str = "balance"
     quarantine: QuarantineConfig = QuarantineConfig()
+    events: EventsConfig = EventsConfig()
     spark: SparkConfig = SparkConfig()
     s3: S3Config = S3Config()
 

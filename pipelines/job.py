@@ -1,4 +1,12 @@
-"""The backfill run: read -> validate -> deduplicate -> fold -> reconcile -> MERGE.
+"""The backfill run (contract sections 2, 3, 5 and 7), in two stages.
+
+1. Ingest: read -> validate -> deduplicate within the batch (window over `event_id`) and
+   against the events already stored -> commit the rejects to the quarantine (insert-only
+   by raw record), then the new and replacing events to the events table (MERGE).
+2. Fold: the events table's changes since the version the state reflects name the touched
+   keys -> resume or re-fold each -> MERGE into the state, with the events version it now
+   reflects in the same commit. A crash between commits is repaired by the next run,
+   because every run folds from that mark.
 
 Transforms are pure; this module wires them to the I/O modules, counts, and commits.
 """
@@ -8,29 +16,33 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from importlib import metadata
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.accounting import count_by_reason, count_records, step, summarize_changes
 from pipelines.config import Config
-from pipelines.errors import RunFailed
+from pipelines.errors import RunFailed, UsageError
+from pipelines.folding import fold_all_keys, fold_touched_keys
 from pipelines.folds import Fold, get_fold
+from pipelines.io import events_table
 from pipelines.io.delta_tables import (
-    append_quarantine,
+    QUARANTINE_SCHEMA,
     check_table_schema,
     commit_metadata,
+    folded_events_version,
     idempotent_writes,
+    merge_quarantine,
     merge_state,
     read_version,
     table_version,
 )
+from pipelines.io.events_table import EVENT_ROW_COLUMNS, EVENTS_SCHEMA
 from pipelines.io.sources import DateWindow, read_raw_records
 from pipelines.report import (
     Counts,
@@ -40,18 +52,18 @@ from pipelines.report import (
     report_beside_table,
     write_report,
 )
-from pipelines.transforms.dedupe import CONFLICT, quarantined_records, with_dedupe_outcome
-from pipelines.transforms.fold import fold_states
+from pipelines.transforms.dedupe import (
+    BROADCAST_LOSERS,
+    CONFLICT,
+    quarantined_records,
+    with_dedupe_outcome,
+)
+from pipelines.transforms.quarantine import quarantine_rows
 from pipelines.transforms.reconcile import with_change_kind
+from pipelines.transforms.stored import displaced_copies, with_stored_outcome
 from pipelines.transforms.validate import parse_events
 
 Progress = Callable[[str], None]
-TOP_CHANGES = 5
-# Each step's Spark jobs carry `backfill <run id>: <step>` as their description, so the
-# Spark UI, the history server and an event log tell the steps apart; Delta's own jobs
-# replace the description with theirs, so the step is also kept in a property of its own.
-STEPS = ("validate", "dedupe", "fold", "merge", "quarantine")
-STEP_PROPERTY = "backfill.step"
 
 
 def new_run_id() -> str:
@@ -67,7 +79,9 @@ class RunRequest:
     sources: list[str]
     table: str
     quarantine_table: str
+    events_table: str = ""  # default: <table>_events
     window: DateWindow = field(default_factory=DateWindow)
+    full: bool = False  # re-fold every key from the events table
     dry_run: bool = False
     report_path: str | None = None
     run_id: str = field(default_factory=new_run_id)
@@ -75,18 +89,19 @@ class RunRequest:
     # last one recorded for the app id is skipped, so a retried window applies once.
     txn: tuple[str, int] | None = None
 
+    @property
+    def events_uri(self) -> str:
+        return self.events_table or events_table.default_events_uri(self.table)
 
-@contextmanager
-def step(spark: SparkSession, run_id: str, name: str) -> Iterator[None]:
-    """Name the Spark jobs started inside: `backfill <run id>: <name>`."""
-    context = spark.sparkContext
-    context.setJobDescription(f"backfill {run_id}: {name}")
-    context.setLocalProperty(STEP_PROPERTY, name)
-    try:
-        yield
-    finally:
-        context.setJobDescription(None)  # type: ignore[arg-type]
-        context.setLocalProperty(STEP_PROPERTY, None)  # type: ignore[arg-type]
+
+@dataclass
+class Batch:
+    """What the ingest stage made of the sources, ready to commit."""
+
+    outcomes_df: DataFrame
+    quarantine_df: DataFrame
+    winners_df: DataFrame | None  # rows for the events table; None when nothing is new
+    stored_df: DataFrame | None  # the events table before this run; None if there is none
 
 
 def run_backfill(
@@ -94,56 +109,20 @@ def run_backfill(
 ) -> RunReport:
     """Run one backfill and return its report; `report.status` says what was committed.
 
-    Status `quarantine_threshold_exceeded` means the quarantine was written and the state
-    table was not. Raises `RunFailed` when the accounting does not balance.
+    Status `quarantine_threshold_exceeded` means the quarantine was written and neither the
+    events nor the state were. Raises `RunFailed` when the accounting does not balance.
     """
     started = time.monotonic()
     fold = get_fold(config.fold)
     report = _new_report(config, request)
-
-    version_before = table_version(spark, request.table)
-    if version_before is not None:
-        check_table_schema(spark, request.table, fold.state_schema)
-    report.table_version_before = version_before
-    report.table_version_after = version_before
-    report.quarantine_version_after = table_version(spark, request.quarantine_table)
-
-    progress(f"reading {len(request.sources)} source(s) and validating every record")
-    parsed_df = (
-        read_raw_records(spark, request.sources, request.window)
-        .transform(parse_events, config.fields, fold.ops)
-        # Names a record for the semi-join that fetches the raw text of conflict losers; stable
-        # because the parsed records are persisted before anything reads the id.
-        .withColumn("record_id", F.monotonically_increasing_id())
-    )
+    buckets = _check_tables(spark, request, fold, report, config.events.buckets)
     cached: list[DataFrame] = []
     try:
-        # Frames with a row per record live on local disk (read back through the OS page
-        # cache): on the JVM heap, ten million raw records ran a 4g driver out of memory.
-        parsed_df = _persist(parsed_df, cached, StorageLevel.DISK_ONLY)
-        valid_df = parsed_df.filter(F.col("reason").isNull())
-        outcomes_df = _persist(
-            valid_df.transform(with_dedupe_outcome), cached, StorageLevel.DISK_ONLY
-        )
-        report.counts = count_records(parsed_df, outcomes_df, request.run_id)
-        progress(
-            f"read {report.counts.records_read:,} records: {report.counts.quarantined:,} "
-            f"quarantined, {report.counts.duplicates_dropped:,} duplicates; folding keys"
-        )
-        with step(spark, request.run_id, "fold"):
-            state_df = _persist(outcomes_df.transform(fold_states, fold), cached)
-            current_df = read_version(spark, request.table, version_before)
-            changes_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
-            report.keys = summarize_changes(changes_df, fold.measure)
-        progress(
-            f"folded {report.keys.total:,} keys: {report.keys.inserted:,} new, "
-            f"{report.keys.updated:,} to correct"
-        )
-        conflicts = report.counts.quarantined_by_reason.get(CONFLICT, 0)
-        quarantined_df = quarantined_records(parsed_df, outcomes_df, conflicts)
-        _commit(
-            spark, request, report, config, quarantined_df, state_df, changes_df, fold, progress
-        )
+        batch = _ingest(spark, request, config, fold, report, buckets, cached, progress)
+        if request.dry_run:
+            _dry_run(spark, request, report, batch, fold, buckets, cached)
+        else:
+            _commit(spark, request, report, config, batch, fold, buckets, cached, progress)
     except Exception as exc:
         report.status = "failed"
         vanished = re.search(
@@ -166,122 +145,298 @@ def run_backfill(
     return report
 
 
+def _check_tables(
+    spark: SparkSession, request: RunRequest, fold: Fold, report: RunReport, buckets: int
+) -> int:
+    """Versions and columns of the three tables, before any record is read."""
+    report.table_version_before = report.table_version_after = table_version(spark, request.table)
+    report.events_version_before = report.events_version_after = table_version(
+        spark, request.events_uri
+    )
+    report.quarantine_version_after = table_version(spark, request.quarantine_table)
+    for uri, schema, version in (
+        (request.table, fold.state_schema, report.table_version_before),
+        (request.events_uri, EVENTS_SCHEMA, report.events_version_before),
+        (request.quarantine_table, QUARANTINE_SCHEMA, report.quarantine_version_after),
+    ):
+        if version is not None:
+            check_table_schema(spark, uri, schema)
+    missing_events = report.events_version_before is None and not request.full
+    if report.table_version_before is not None and missing_events:
+        raise UsageError(
+            f"state table {request.table} has no events table at {request.events_uri}: "
+            "build it once with `backfill run --full` over all your sources, then run "
+            "on new data only"
+        )
+    return events_table.table_buckets(spark, request.events_uri, buckets)
+
+
+def _ingest(
+    spark: SparkSession,
+    request: RunRequest,
+    config: Config,
+    fold: Fold,
+    report: RunReport,
+    buckets: int,
+    cached: list[DataFrame],
+    progress: Progress,
+) -> Batch:
+    """Read, validate and deduplicate the sources, within the batch and against the stored."""
+    progress(f"reading {len(request.sources)} source(s) and validating every record")
+    parsed_df = (
+        read_raw_records(spark, request.sources, request.window)
+        .transform(parse_events, config.fields, fold.ops)
+        # Names a record for the semi-joins that fetch raw text by id; stable because the
+        # parsed records are persisted before anything reads the id.
+        .withColumn("record_id", F.monotonically_increasing_id())
+    )
+    # Frames with a row per record live on local disk (read back through the OS page
+    # cache): on the JVM heap, ten million raw records ran a 4g driver out of memory.
+    parsed_df = _persist(parsed_df, cached, StorageLevel.DISK_ONLY)
+    by_reason = count_by_reason(parsed_df, request.run_id)
+    valid_copies = sum(r["count"] for r in by_reason if r["reason"] is None)
+    stored_df = None
+    if report.events_version_before is not None:
+        stored_df = events_table.read_events(
+            spark, request.events_uri, report.events_version_before
+        )
+    valid_df = parsed_df.filter(F.col("reason").isNull())
+    outcomes_df = valid_df.transform(with_dedupe_outcome).transform(
+        with_stored_outcome, stored_df, valid_copies <= BROADCAST_LOSERS
+    )
+    outcomes_df = _persist(outcomes_df, cached, StorageLevel.DISK_ONLY)
+    report.counts = count_records(parsed_df, outcomes_df, request.run_id, by_reason)
+    progress(
+        f"read {report.counts.records_read:,} records: {report.counts.valid_unique:,} new or "
+        f"replacing events, {report.counts.duplicates_dropped:,} duplicates, "
+        f"{report.counts.quarantined:,} quarantined"
+    )
+    conflicts = report.counts.quarantined_by_reason.get(CONFLICT, 0)
+    rejects_df = quarantined_records(parsed_df, outcomes_df, conflicts)
+    displaced_df = None
+    if stored_df is not None:
+        displaced_df = displaced_copies(stored_df, outcomes_df)
+        report.events_replaced = outcomes_df.filter("replaces").count()  # until committed
+    return Batch(
+        outcomes_df=outcomes_df,
+        quarantine_df=quarantine_rows(rejects_df, displaced_df, request.run_id),
+        winners_df=_winners(parsed_df, outcomes_df, valid_copies, report, buckets),
+        stored_df=stored_df,
+    )
+
+
+def _winners(
+    parsed_df: DataFrame,
+    outcomes_df: DataFrame,
+    valid_copies: int,
+    report: RunReport,
+    buckets: int,
+) -> DataFrame | None:
+    """The accepted records, raw text included, as rows of the events table.
+
+    Winners and the other valid copies are told apart by record id through whichever set
+    is smaller (broadcast when small enough), so the raw records are never shuffled.
+    """
+    winners = report.counts.valid_unique
+    if winners == 0:
+        return None
+    others = valid_copies - winners
+    valid_df = parsed_df.filter(F.col("reason").isNull())
+    if winners <= others:
+        ids_df, how, size = outcomes_df.filter("outcome = 'valid'"), "left_semi", winners
+    else:
+        ids_df, how, size = outcomes_df.filter("outcome != 'valid'"), "left_anti", others
+    ids_df = ids_df.select("record_id")
+    rows_df = valid_df.join(
+        F.broadcast(ids_df) if size <= BROADCAST_LOSERS else ids_df, "record_id", how
+    )
+    return events_table.as_event_rows(rows_df, report.run_id, buckets)
+
+
 def _commit(
     spark: SparkSession,
     request: RunRequest,
     report: RunReport,
     config: Config,
-    quarantined_df: DataFrame,
-    state_df: DataFrame,
-    changes_df: DataFrame,
+    batch: Batch,
     fold: Fold,
+    buckets: int,
+    cached: list[DataFrame],
     progress: Progress,
 ) -> None:
-    """Write the state (unless held back) and the quarantine, each commit with metadata."""
+    """Quarantine, then events, then the fold of what changed into the state."""
     max_ratio = config.quarantine.max_ratio
     over_threshold = max_ratio is not None and report.counts.quarantined_ratio > max_ratio
-    if request.dry_run:
-        report.status = "dry_run"
-        if request.report_path:
-            write_changes(changes_df, changes_path(request.report_path))
-        return
     with commit_metadata(spark, report.commit_metadata()), idempotent_writes(spark, request.txn):
+        if report.counts.quarantined or report.events_replaced:
+            progress(f"quarantining into {request.quarantine_table}")
+            with step(spark, request.run_id, "quarantine"):
+                merged = merge_quarantine(spark, request.quarantine_table, batch.quarantine_df)
+            report.quarantine_rows_added = merged.inserted
+            report.quarantine_version_after = merged.version
         if over_threshold:
             report.status = "quarantine_threshold_exceeded"
-        elif report.keys.inserted + report.keys.updated == 0:
-            progress(f"no key changes: {request.table} stays at its version")
-            report.status = "unchanged"
-        else:
-            progress(f"merging into {request.table}")
-            with step(spark, request.run_id, "merge"):
-                merged = merge_state(spark, request.table, state_df, fold)
-            report.table_version_after = merged.version
-            already = request.txn is not None and merged.version == report.table_version_before
-            report.status = "already_applied" if already else "committed"
-        if report.counts.quarantined:
-            progress(
-                f"appending {report.counts.quarantined:,} records to {request.quarantine_table}"
-            )
-            with step(spark, request.run_id, "quarantine"):
-                report.quarantine_version_after = append_quarantine(
-                    spark, request.quarantine_table, quarantined_df, report.run_id
+            return
+        if batch.winners_df is not None:
+            progress(f"storing {report.counts.valid_unique:,} events in {request.events_uri}")
+            with step(spark, request.run_id, "events"):
+                stored = events_table.merge_events(
+                    spark, request.events_uri, batch.winners_df, buckets
                 )
+            report.events_inserted, report.events_replaced = stored.inserted, stored.updated
+    report.events_version_after = table_version(spark, request.events_uri)
+    _fold_and_merge(spark, request, report, fold, buckets, cached, progress)
+
+
+def _fold_and_merge(
+    spark: SparkSession,
+    request: RunRequest,
+    report: RunReport,
+    fold: Fold,
+    buckets: int,
+    cached: list[DataFrame],
+    progress: Progress,
+) -> None:
+    """Fold what the events table gained since the state's mark; MERGE it with the new mark."""
+    events_version = report.events_version_after
+    if events_version is None:
+        report.status = "unchanged"
+        return
+    events_id = events_table.table_id(spark, request.events_uri)
+    mark = _mark(spark, request, report, events_id)
+    if not request.full and mark == events_version:
+        progress(f"no new events since the state's mark: {request.table} stays at its version")
+        report.status = "unchanged"
+        return
+    history_df = events_table.read_events(spark, request.events_uri, events_version)
+    changes_df = None
+    if mark is not None and mark < events_version:
+        changes_df = events_table.read_changes(spark, request.events_uri, mark, events_version)
+    state_df = _fold_changes(spark, request, report, fold, history_df, changes_df, buckets, cached)
+    progress(_folded_line(report.keys))
+    report.folded_events_version_after = events_version
+    if report.keys.inserted + report.keys.updated + report.keys.deleted == 0 and mark == (
+        events_version
+    ):
+        report.status = "unchanged"
+        return
+    progress(f"merging into {request.table}")
+    mark_metadata = {"events_table_id": events_id, "events_version": events_version}
+    with (
+        commit_metadata(spark, {**report.commit_metadata(), **mark_metadata}),
+        idempotent_writes(spark, request.txn),
+        step(spark, request.run_id, "merge"),
+    ):
+        merged = merge_state(spark, request.table, state_df, fold)
+    report.table_version_after = merged.version
+    already = request.txn is not None and merged.version == report.table_version_before
+    report.status = "already_applied" if already else "committed"
+
+
+def _mark(
+    spark: SparkSession, request: RunRequest, report: RunReport, events_id: str
+) -> int | None:
+    mark = None
+    if report.table_version_before is not None:
+        mark = folded_events_version(spark, request.table, events_id)
+    report.folded_events_version_before = mark
+    report.mode = "full" if request.full or mark is None else "incremental"
+    return mark
+
+
+def _fold_changes(
+    spark: SparkSession,
+    request: RunRequest,
+    report: RunReport,
+    fold: Fold,
+    history_df: DataFrame,
+    changes_df: DataFrame | None,
+    buckets: int,
+    cached: list[DataFrame],
+) -> DataFrame:
+    """New state rows of the touched keys (every key when full), with their change kind.
+
+    Returns the rows to MERGE (persisted), having filled `report.keys`.
+    """
+    current_df = read_version(spark, request.table, report.table_version_before)
+    with step(spark, request.run_id, "fold"):
+        if report.mode == "full":
+            state_df = fold_all_keys(history_df, changes_df, current_df, fold)
+        else:
+            assert changes_df is not None and current_df is not None
+            state_df = fold_touched_keys(history_df, changes_df, current_df, fold, buckets, cached)
+        state_df = _persist(state_df, cached)
+        changes_kind_df = _persist(state_df.transform(with_change_kind, current_df, fold), cached)
+        report.keys = summarize_changes(changes_kind_df, fold.measure)
+    if request.dry_run and request.report_path:
+        write_changes(changes_kind_df, changes_path(request.report_path))
+    return state_df
+
+
+def _dry_run(
+    spark: SparkSession,
+    request: RunRequest,
+    report: RunReport,
+    batch: Batch,
+    fold: Fold,
+    buckets: int,
+    cached: list[DataFrame],
+) -> None:
+    """Fold as a real run would, over the events table as this batch would leave it."""
+    report.status = "dry_run"
+    stored_df, winners_df = batch.stored_df, batch.winners_df
+    replaced_ids = batch.outcomes_df.filter("replaces").select("event_id")
+    history_parts, change_parts = [], []
+    if stored_df is not None:
+        history_parts.append(stored_df.join(replaced_ids, "event_id", "left_anti"))
+        change_parts.append(_as_change(stored_df, replaced_ids, "left_semi", "update_preimage"))
+    if winners_df is not None:
+        history_parts.append(winners_df)
+        change_parts.append(_as_change(winners_df, replaced_ids, "left_anti", "insert"))
+        change_parts.append(_as_change(winners_df, replaced_ids, "left_semi", "update_postimage"))
+    if not history_parts:
+        return
+    events_id = (
+        events_table.table_id(spark, request.events_uri)
+        if report.events_version_before is not None
+        else ""
+    )
+    mark, before = _mark(spark, request, report, events_id), report.events_version_before
+    if mark is not None and before is not None and mark < before:
+        committed = events_table.read_changes(spark, request.events_uri, mark, before)
+        change_parts.append(committed.select(*EVENT_ROW_COLUMNS, "_change_type"))
+    history_df = _union(history_parts).select(*EVENT_ROW_COLUMNS)
+    changes_df = _union(change_parts)
+    _fold_changes(spark, request, report, fold, history_df, changes_df, buckets, cached)
+
+
+def _as_change(rows_df: DataFrame, ids_df: DataFrame, how: str, change_type: str) -> DataFrame:
+    """The rows of `rows_df` joined (`how`) with `ids_df`, as change feed rows."""
+    return rows_df.join(ids_df, "event_id", how).select(
+        *EVENT_ROW_COLUMNS, F.lit(change_type).alias("_change_type")
+    )
+
+
+def _union(frames: list[DataFrame]) -> DataFrame:
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
 
 
 def write_changes(changes_df: DataFrame, path: str) -> None:
     """The per-key changes a dry run would apply, as JSON Lines, written by Spark."""
-    changed_df = changes_df.filter(F.col("change") != "unchanged")
+    changed_df = changes_df.filter(F.col("change") != "unchanged").drop("_mode", "_events_folded")
     changed_df.coalesce(1).write.mode("overwrite").json(path)
 
 
-def count_records(parsed_df: DataFrame, outcomes_df: DataFrame, run_id: str) -> Counts:
-    """The accounting of sections 2 and 3; raises if a record went missing on the way.
-
-    `parsed_df` holds every record read, `outcomes_df` the dedupe outcome of each valid one:
-    the two are counted apart, so a copy lost by the window breaks the balance. Both are
-    persisted, so these counts are where Spark reads, validates and deduplicates.
-    """
-    spark = parsed_df.sparkSession
-    counts = Counts()
-    valid_copies = 0
-    with step(spark, run_id, "validate"):
-        by_reason = parsed_df.groupBy("reason").count().collect()  # one row per reason
-    for row in by_reason:
-        counts.records_read += row["count"]
-        if row["reason"] is None:
-            valid_copies = row["count"]
-        else:
-            counts.quarantined_by_reason[row["reason"]] = row["count"]
-    with step(spark, run_id, "dedupe"):
-        by_outcome = outcomes_df.groupBy("outcome").count().collect()
-    outcomes = {r["outcome"]: r["count"] for r in by_outcome}
-    counts.valid_unique = outcomes.get("valid", 0)
-    counts.duplicates_dropped = outcomes.get("duplicate", 0)
-    if outcomes.get(CONFLICT):
-        counts.quarantined_by_reason[CONFLICT] = outcomes[CONFLICT]
-    counts.quarantined = sum(counts.quarantined_by_reason.values())
-    if sum(outcomes.values()) != valid_copies or not counts.balances:
-        raise RunFailed(
-            f"accounting does not balance: read {counts.records_read} != valid "
-            f"{counts.valid_unique} + duplicates {counts.duplicates_dropped} + quarantined "
-            f"{counts.quarantined}; nothing was written"
-        )
-    return counts
-
-
-def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
-    summary = KeyChanges(measure=measure)
-    totals = changes_df.groupBy("change", "cause").agg(
-        F.count("*").alias("keys"), F.sum(F.abs("measure_delta")).alias("abs_change")
+def _folded_line(keys: KeyChanges) -> str:
+    return (
+        f"folded {keys.total:,} touched keys: {keys.resumed:,} resumed with "
+        f"{keys.new_events_folded:,} new events, {keys.refolded:,} re-folded from "
+        f"{keys.history_events_read:,} events of their history; {keys.inserted:,} new, "
+        f"{keys.updated:,} to correct, {keys.deleted:,} to delete"
     )
-    for row in totals.collect():  # a handful of rows: one per (change, cause)
-        keys, abs_change = row["keys"], row["abs_change"] or Decimal(0)
-        if row["change"] == "insert":
-            summary.inserted += keys
-        elif row["change"] == "update":
-            summary.updated += keys
-            summary.total_abs_change += abs_change
-        else:
-            summary.unchanged += keys
-        if row["cause"]:
-            summary.by_cause[row["cause"]] = {"keys": keys, "abs_change": abs_change}
-    summary.total = summary.inserted + summary.updated + summary.unchanged
-    top_rows = (
-        changes_df.filter(F.col("change") == "update")
-        .orderBy(F.abs("measure_delta").desc(), "key")
-        .limit(TOP_CHANGES)
-        .collect()
-    )
-    summary.top_changes = [
-        {
-            "key": r["key"],
-            "before": r["measure_before"],
-            "after": r["measure_after"],
-            "delta": r["measure_delta"],
-        }
-        for r in top_rows
-    ]
-    return summary
 
 
 def _persist(
@@ -304,6 +459,8 @@ def _new_report(config: Config, request: RunRequest) -> RunReport:
         },
         table=request.table,
         quarantine_table=request.quarantine_table,
+        events_table=request.events_uri,
+        mode="full" if request.full else "incremental",
         counts=Counts(),
         keys=KeyChanges(),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -41,6 +41,12 @@ class KeyChanges:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    # How the touched keys were folded (contract section 7): resumed from their stored row
+    # with the new events only, or re-folded from their whole history in the events table.
+    resumed: int = 0
+    refolded: int = 0
+    new_events_folded: int = 0
+    history_events_read: int = 0
     measure: str | None = None  # the state column the changes below are measured on
     total_abs_change: Decimal = Decimal(0)
     top_changes: list[dict[str, Any]] = field(default_factory=list)
@@ -61,9 +67,21 @@ class RunReport:
     quarantine_table: str
     counts: Counts
     keys: KeyChanges
+    events_table: str = ""
+    # incremental: fold the keys the events table's changes touched; full: fold every key
+    mode: str = "incremental"
     table_version_before: int | None = None
     table_version_after: int | None = None
     quarantine_version_after: int | None = None
+    quarantine_rows_added: int = 0
+    events_version_before: int | None = None
+    events_version_after: int | None = None
+    events_inserted: int = 0
+    # stored copies a newer, different copy of this run replaced (their raw text quarantined)
+    events_replaced: int = 0
+    # the events-table version the state reflected before this run, and after it
+    folded_events_version_before: int | None = None
+    folded_events_version_after: int | None = None
     started_at: str = ""
     duration_seconds: float = 0.0
     code_version: str = ""
@@ -82,6 +100,7 @@ class RunReport:
             "fold": self.fold,
             "sources": self.sources,
             "window": self.window,
+            "mode": self.mode,
             "counts": {
                 "records_read": self.counts.records_read,
                 "valid_unique": self.counts.valid_unique,

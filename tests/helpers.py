@@ -21,8 +21,10 @@ def backfill(
     window: DateWindow | None = None,
     dry_run: bool = False,
     txn: tuple[str, int] | None = None,
+    full: bool = False,
 ) -> RunReport:
     request = RunRequest(
+        full=full,
         sources=[str(s) for s in sources],
         table=str(table),
         quarantine_table=f"{table}_quarantine",

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from chispa import assert_df_equality
 
+from pipelines.accounting import count_records
 from pipelines.errors import RunFailed
-from pipelines.job import count_records
 from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
 
 PARSED = (

@@ -15,8 +15,8 @@ EVENT_COLUMNS = ("key", "event_id", "seq", "event_time", "op", "amount")
 class Fold(ABC):
     """A pluggable fold, run by Spark as a grouped map with one group per key.
 
-    `fold_key` is a plain function of one key's events as an Arrow table, so it can be tested
-    without Spark. It must sort the events itself: rows of a group arrive in no order.
+    `fold_key` and `resume` are plain functions of Arrow tables, so they can be tested
+    without Spark. They must sort the events themselves: rows of a group arrive in no order.
     """
 
     name: ClassVar[str]
@@ -24,10 +24,19 @@ class Fold(ABC):
     state_schema: ClassVar[StructType]
     # The numeric state column whose change the reconciliation measures ("by how much").
     measure: ClassVar[str | None] = None
+    # Whether `resume` is implemented; a fold without it re-folds every touched key.
+    can_resume: ClassVar[bool] = False
 
     @abstractmethod
     def fold_key(self, events: pa.Table) -> pa.Table:
         """Return a one-row table matching `state_schema` for one key's events."""
+
+    def resume(self, state: pa.Table, events: pa.Table) -> pa.Table:
+        """Continue a stored one-row `state` with events whose `seq` all follow its `last_seq`.
+
+        Must equal `fold_key` over the key's whole history (contract section 7).
+        """
+        raise NotImplementedError(f"fold {self.name} cannot resume from a stored state")
 
     @property
     def state_columns(self) -> list[str]:

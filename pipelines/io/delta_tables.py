@@ -7,18 +7,19 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import delta.exceptions
 from delta.tables import DeltaTable
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from pipelines.errors import RunFailed
 from pipelines.folds import Fold
+from pipelines.transforms.fold import DELETED
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
@@ -40,6 +41,10 @@ TABLE_PROPERTIES = {
 
 QUARANTINE_SCHEMA = StructType(
     [
+        # The raw record's identity (contract section 7): a digest of its source file and
+        # text, and which occurrence of that text in that file it is. Insert-only by this key,
+        # so re-reading an input quarantines nothing twice.
+        StructField("record_key", StringType(), False),
         StructField("run_id", StringType(), False),
         StructField("quarantined_at", TimestampType(), False),
         StructField("source_file", StringType(), False),
@@ -106,10 +111,18 @@ def read_version(spark: SparkSession, uri: str, version: int | None) -> DataFram
     return spark.read.format("delta").option("versionAsOf", version).load(uri)
 
 
-def ensure_table(spark: SparkSession, uri: str, schema: StructType) -> DeltaTable:
+def ensure_table(
+    spark: SparkSession,
+    uri: str,
+    schema: StructType,
+    partition_by: str | None = None,
+    properties: dict[str, str] | None = None,
+) -> DeltaTable:
     """Create the table with the change data feed on if it is missing; check its columns."""
     builder = DeltaTable.createIfNotExists(spark).location(uri).addColumns(schema)
-    for name, value in TABLE_PROPERTIES.items():
+    if partition_by:
+        builder = builder.partitionedBy(partition_by)
+    for name, value in {**TABLE_PROPERTIES, **(properties or {})}.items():
         builder = builder.property(name, value)
     table = builder.execute()
     _check_columns(uri, table.toDF().schema, schema)
@@ -136,27 +149,64 @@ def _check_columns(uri: str, found: StructType, expected: StructType) -> None:
 
 
 def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) -> MergeResult:
-    """Insert new keys, update keys whose state changed, leave every other row untouched.
+    """Insert new keys, update keys whose state changed, delete keys marked `_deleted`, and
+    leave every other row untouched.
 
     A concurrent writer's commit makes Delta reject ours with a conflict exception; the MERGE
-    is then run again against the new version (the state it writes does not depend on what
-    the table holds), at most `MERGE_ATTEMPTS` times, after which the run fails having
-    written nothing to the table.
+    is then run again against the new version, at most `MERGE_ATTEMPTS` times, after which
+    the run fails having written nothing to the table. The rows it writes were folded from a
+    pinned version of the state and of the events, and the commit records that events
+    version, so a retry never claims more than it folded.
     """
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in fold.state_columns)
+    source_df = (
+        state_df if DELETED in state_df.columns else state_df.withColumn(DELETED, F.lit(False))
+    )
+    values: dict[str, str | Column] = {c: f"s.`{c}`" for c in ("key", *fold.state_columns)}
 
-    def merge() -> Row | None:
+    def merge() -> MergeResult:
         table = ensure_table(spark, uri, fold.state_schema)
-        return (
+        metrics = (
             table.alias("t")
-            .merge(state_df.alias("s"), "t.key = s.key")
-            .whenMatchedUpdate(condition=changed, set={c: f"s.`{c}`" for c in fold.state_columns})
+            .merge(source_df.alias("s"), "t.key = s.key")
+            .whenMatchedDelete(condition=f"s.{DELETED}")
+            .whenMatchedUpdate(
+                condition=f"NOT s.{DELETED} AND ({changed})",
+                set={c: f"s.`{c}`" for c in fold.state_columns},
+            )
+            .whenNotMatchedInsert(condition=f"NOT s.{DELETED}", values=values)
+            .execute()
+            .first()
+        )
+        return merge_metrics(spark, uri, metrics)
+
+    result, attempts = retry_conflicts(uri, "MERGE", merge)
+    return replace(result, attempts=attempts)
+
+
+def merge_quarantine(spark: SparkSession, uri: str, quarantined_df: DataFrame) -> MergeResult:
+    """Insert the records not quarantined before (by `record_key`); returns the counts.
+
+    Insert-only, so a rerun or a retry after a concurrent commit adds nothing twice.
+    """
+    rows_df = quarantined_df.select(*[f.name for f in QUARANTINE_SCHEMA.fields])
+
+    def merge() -> MergeResult:
+        table = ensure_table(spark, uri, QUARANTINE_SCHEMA)
+        metrics = (
+            table.alias("t")
+            .merge(rows_df.alias("s"), "t.record_key = s.record_key")
             .whenNotMatchedInsertAll()
             .execute()
             .first()
         )
+        return merge_metrics(spark, uri, metrics)
 
-    metrics, attempts = _retry_conflicts(uri, "MERGE", merge)
+    result, _ = retry_conflicts(uri, "quarantine MERGE", merge)
+    return result
+
+
+def merge_metrics(spark: SparkSession, uri: str, metrics: Row | None) -> MergeResult:
     version = table_version(spark, uri)
     assert version is not None
     return MergeResult(
@@ -164,37 +214,10 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
         updated=int(metrics["num_updated_rows"]) if metrics else 0,
         deleted=int(metrics["num_deleted_rows"]) if metrics else 0,
         version=version,
-        attempts=attempts,
     )
 
 
-def append_quarantine(spark: SparkSession, uri: str, quarantined_df: DataFrame, run_id: str) -> int:
-    """Append this run's quarantined records; returns the new table version.
-
-    Appends do not conflict with each other, but two runs creating the table at once do:
-    the loser retries like a MERGE.
-    """
-    rows_df = quarantined_df.select(
-        F.lit(run_id).alias("run_id"),
-        F.current_timestamp().alias("quarantined_at"),
-        "source_file",
-        "reason",
-        "event_id",
-        "key",
-        "raw",
-    )
-
-    def append() -> None:
-        ensure_table(spark, uri, QUARANTINE_SCHEMA)
-        rows_df.write.format("delta").mode("append").save(uri)
-
-    _retry_conflicts(uri, "quarantine append", append)
-    version = table_version(spark, uri)
-    assert version is not None
-    return version
-
-
-def _retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, int]:
+def retry_conflicts(uri: str, what: str, action: Callable[[], T]) -> tuple[T, int]:
     """Run `action`, again after a growing pause while Delta rejects its commit as a conflict."""
     for attempt in range(1, MERGE_ATTEMPTS + 1):
         try:
@@ -230,3 +253,43 @@ def _gave_up(uri: str, what: str, attempts: int, exc: Exception) -> RunFailed:
 
 def _condition(exc: Exception) -> str | None:
     return exc.getCondition() if isinstance(exc, PySparkException) else None
+
+
+def folded_events_version(spark: SparkSession, uri: str, events_id: str) -> int | None:
+    """The events-table version the state table's current rows reflect, or None if unknown.
+
+    Each backfill commit records it in its `userMetadata` (with the events table's id). A
+    RESTORE brings back an older version's rows, so the mark of that version applies. None
+    (no mark, another events table, a restore by timestamp) means: fold every key.
+    """
+    if table_version(spark, uri) is None:
+        return None
+    commits = (
+        DeltaTable.forPath(spark, uri)
+        .history()
+        .select("version", "operation", "operationParameters", "userMetadata")
+        .orderBy(F.col("version").desc())
+        .collect()  # one row per version the log keeps
+    )
+    newest_visible: int | None = None
+    for commit in commits:
+        if newest_visible is not None and commit["version"] > newest_visible:
+            continue
+        if commit["operation"] == "RESTORE":
+            restored = (commit["operationParameters"] or {}).get("version")
+            if restored is None:
+                return None
+            newest_visible = int(restored)
+            continue
+        metadata = _json_object(commit["userMetadata"])
+        if metadata.get("events_table_id") == events_id and "events_version" in metadata:
+            return int(metadata["events_version"])
+    return None
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

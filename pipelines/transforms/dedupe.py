@@ -13,7 +13,7 @@ afterwards by its `record_id`, so the shuffle never carries the raw records.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 CONTENT_FIELDS = ("key", "seq", "event_time", "op", "amount")
@@ -21,13 +21,22 @@ CONFLICT = "conflicting_duplicate"  # the outcome of a loser, and its quarantine
 DEDUPE_COLUMNS = ("record_id", "event_id", *CONTENT_FIELDS, "ingested_at")
 # 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
 BROADCAST_LOSERS = 2_000_000
+_NEVER_INGESTED = 2**63 - 1
+
+
+def precedence(prefix: str = "") -> Column:
+    """Which of two copies wins: the smaller value. The latest `ingested_at` first (a copy
+    without one last), then the content itself, so the order is total and deterministic.
+
+    One definition for the window within a batch and for a batch against stored events.
+    """
+    newest_first = F.coalesce(-F.unix_micros(F.col(f"{prefix}ingested_at")), F.lit(_NEVER_INGESTED))
+    return F.struct(newest_first, *[F.col(f"{prefix}{c}") for c in CONTENT_FIELDS])
 
 
 def with_dedupe_outcome(events_df: DataFrame) -> DataFrame:
     """`DEDUPE_COLUMNS` of every valid copy, plus its `outcome`; no copy is dropped here."""
-    copy_order = Window.partitionBy("event_id").orderBy(
-        F.col("ingested_at").desc_nulls_last(), *CONTENT_FIELDS
-    )
+    copy_order = Window.partitionBy("event_id").orderBy(precedence())
     content = F.struct(*CONTENT_FIELDS)
     # The default frame runs from the first row to the current one: `first` is the winner.
     winner = F.first(content).over(copy_order)

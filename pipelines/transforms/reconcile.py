@@ -8,19 +8,32 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
+from pipelines.transforms.fold import DELETED, EVENTS_FOLDED, MODE
 
-CHANGE_KINDS = ("insert", "update", "unchanged")
-CAUSES = ("new_key", "missing_events", "duplicates_applied", "order_or_content", "bookkeeping")
+CHANGE_KINDS = ("insert", "update", "delete", "unchanged")
+CAUSES = (
+    "new_key",
+    "missing_events",
+    "duplicates_applied",
+    "order_or_content",
+    "bookkeeping",
+    "no_events_left",
+)
 
 
 def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:
-    """Per key of `state_df`: `change` (insert / update / unchanged) and the measure before/after.
+    """Per key of `state_df`: `change` (insert / update / delete / unchanged) and the measure
+    before/after.
 
     `current_df` is the table as it is now (None when the table does not exist yet). The
-    update test is the MERGE's own: some state column differs, NULL-safe.
+    update test is the MERGE's own: some state column differs, NULL-safe. A row with
+    `_deleted` set deletes its key.
     """
+    for name, default in ((DELETED, F.lit(False)), (MODE, F.lit(None)), (EVENTS_FOLDED, F.lit(0))):
+        if name not in state_df.columns:
+            state_df = state_df.withColumn(name, default)
     if current_df is None:
-        current_df = state_df.limit(0)
+        current_df = state_df.drop(DELETED).limit(0)
     before_df = current_df.select(
         "key",
         F.lit(True).alias("in_table"),
@@ -30,8 +43,13 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         lambda acc, col: acc | col,
         [~F.col(c).eqNullSafe(F.col(f"before_{c}")) for c in fold.state_columns],
     )
+    deleted, in_table = F.col(DELETED), F.col("in_table").isNotNull()
     change = (
-        F.when(F.col("in_table").isNull(), "insert").when(differs, "update").otherwise("unchanged")
+        F.when(deleted & in_table, "delete")
+        .when(deleted, "unchanged")
+        .when(~in_table, "insert")
+        .when(differs, "update")
+        .otherwise("unchanged")
     )
     measure_before = F.col(f"before_{fold.measure}") if fold.measure else F.lit(None)
     measure_after = F.col(fold.measure) if fold.measure else F.lit(None)
@@ -41,7 +59,11 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         _cause(change, fold).alias("cause"),
         measure_before.alias("measure_before"),
         measure_after.alias("measure_after"),
-        (measure_after - F.coalesce(measure_before, F.lit(0))).alias("measure_delta"),
+        (F.coalesce(measure_after, F.lit(0)) - F.coalesce(measure_before, F.lit(0))).alias(
+            "measure_delta"
+        ),
+        MODE,
+        EVENTS_FOLDED,
     )
 
 
@@ -52,7 +74,11 @@ def _cause(change: Column, fold: Fold) -> Column:
     As many but another result: they were applied out of order (or a conflicting copy won).
     """
     if "event_count" not in fold.state_columns:
-        return F.when(change == "insert", "new_key").when(change == "update", "changed")
+        return (
+            F.when(change == "insert", "new_key")
+            .when(change == "update", "changed")
+            .when(change == "delete", "no_events_left")
+        )
     count, count_before = F.col("event_count"), F.col("before_event_count")
     measure_differs = (
         ~F.col(fold.measure).eqNullSafe(F.col(f"before_{fold.measure}"))
@@ -61,6 +87,7 @@ def _cause(change: Column, fold: Fold) -> Column:
     )
     return (
         F.when(change == "insert", "new_key")
+        .when(change == "delete", "no_events_left")
         .when(change == "unchanged", None)
         .when(count > count_before, "missing_events")
         .when(count < count_before, "duplicates_applied")

@@ -1,0 +1,129 @@
+"""What a run counts: records by outcome (contract sections 2 and 3) and keys by change.
+
+Each step's Spark jobs carry `backfill <run id>: <step>` as their description, so the Spark
+UI, the history server and an event log tell the steps apart; Delta's own jobs replace the
+description with theirs, so the step is also kept in a property of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.errors import RunFailed
+from pipelines.report import Counts, KeyChanges
+from pipelines.transforms.dedupe import CONFLICT
+from pipelines.transforms.fold import EVENTS_FOLDED, MODE, REFOLD, RESUME
+
+STEPS = ("validate", "dedupe", "quarantine", "events", "fold", "merge")
+STEP_PROPERTY = "backfill.step"
+TOP_CHANGES = 5
+
+
+@contextmanager
+def step(spark: SparkSession, run_id: str, name: str) -> Iterator[None]:
+    """Name the Spark jobs started inside: `backfill <run id>: <name>`."""
+    context = spark.sparkContext
+    context.setJobDescription(f"backfill {run_id}: {name}")
+    context.setLocalProperty(STEP_PROPERTY, name)
+    try:
+        yield
+    finally:
+        context.setJobDescription(None)  # type: ignore[arg-type]
+        context.setLocalProperty(STEP_PROPERTY, None)  # type: ignore[arg-type]
+
+
+def count_by_reason(parsed_df: DataFrame, run_id: str) -> list[Row]:
+    """Records read, one row per quarantine reason (NULL: valid); where Spark reads them."""
+    with step(parsed_df.sparkSession, run_id, "validate"):
+        return parsed_df.groupBy("reason").count().collect()  # one row per reason
+
+
+def count_records(
+    parsed_df: DataFrame,
+    outcomes_df: DataFrame,
+    run_id: str,
+    by_reason: list[Row] | None = None,
+) -> Counts:
+    """The accounting of sections 2 and 3; raises if a record went missing on the way.
+
+    `parsed_df` holds every record read, `outcomes_df` the dedupe outcome of each valid one:
+    the two are counted apart, so a copy lost by the window breaks the balance.
+    """
+    if by_reason is None:
+        by_reason = count_by_reason(parsed_df, run_id)
+    counts = Counts()
+    valid_copies = 0
+    for row in by_reason:
+        counts.records_read += row["count"]
+        if row["reason"] is None:
+            valid_copies = row["count"]
+        else:
+            counts.quarantined_by_reason[row["reason"]] = row["count"]
+    with step(parsed_df.sparkSession, run_id, "dedupe"):
+        by_outcome = outcomes_df.groupBy("outcome").count().collect()
+    outcomes = {r["outcome"]: r["count"] for r in by_outcome}
+    counts.valid_unique = outcomes.get("valid", 0)
+    counts.duplicates_dropped = outcomes.get("duplicate", 0)
+    if outcomes.get(CONFLICT):
+        counts.quarantined_by_reason[CONFLICT] = outcomes[CONFLICT]
+    counts.quarantined = sum(counts.quarantined_by_reason.values())
+    if sum(outcomes.values()) != valid_copies or not counts.balances:
+        raise RunFailed(
+            f"accounting does not balance: read {counts.records_read} != valid "
+            f"{counts.valid_unique} + duplicates {counts.duplicates_dropped} + quarantined "
+            f"{counts.quarantined}; nothing was written"
+        )
+    return counts
+
+
+def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
+    """Keys by change and cause, how they were folded, and the largest corrections."""
+    summary = KeyChanges(measure=measure)
+    totals = changes_df.groupBy("change", "cause", MODE).agg(
+        F.count("*").alias("keys"),
+        F.sum(F.abs("measure_delta")).alias("abs_change"),
+        F.sum(EVENTS_FOLDED).alias("events"),
+    )
+    for row in totals.collect():  # a handful of rows: one per (change, cause, mode)
+        keys, abs_change = row["keys"], row["abs_change"] or Decimal(0)
+        if row["change"] == "insert":
+            summary.inserted += keys
+        elif row["change"] == "update":
+            summary.updated += keys
+            summary.total_abs_change += abs_change
+        elif row["change"] == "delete":
+            summary.deleted += keys
+        else:
+            summary.unchanged += keys
+        if row[MODE] == RESUME:
+            summary.resumed += keys
+            summary.new_events_folded += row["events"]
+        elif row[MODE] == REFOLD:
+            summary.refolded += keys
+            summary.history_events_read += row["events"]
+        if row["cause"]:
+            figures = summary.by_cause.setdefault(row["cause"], {"keys": 0, "abs_change": 0})
+            figures["keys"] += keys
+            figures["abs_change"] += abs_change
+    summary.total = summary.inserted + summary.updated + summary.deleted + summary.unchanged
+    top_rows = (
+        changes_df.filter(F.col("change") == "update")
+        .orderBy(F.abs("measure_delta").desc(), "key")
+        .limit(TOP_CHANGES)
+        .collect()
+    )
+    summary.top_changes = [
+        {
+            "key": r["key"],
+            "before": r["measure_before"],
+            "after": r["measure_after"],
+            "delta": r["measure_delta"],
+        }
+        for r in top_rows
+    ]
+    return summary

@@ -1,0 +1,45 @@
+"""Which keys a run folds, and how (contract section 7).
+
+The change feed of the events table since the version the state reflects names the touched
+keys. A key whose changes are all inserts following its stored `last_seq` (or that has no
+stored row) resumes from its state with the new events only; any other touched key (a late
+`seq`, a replaced event, an event that left it for another key) is re-folded from its whole
+history. Untouched keys take no part.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines.folds import Fold
+
+INSERT = "insert"
+
+
+def touched_keys(changes_df: DataFrame) -> DataFrame:
+    """One row per key the changes name: `first_new_seq` and `only_inserts`.
+
+    A replaced event's pre-image names the key it leaves, its post-image the key it joins.
+    """
+    is_insert = F.col("_change_type") == INSERT
+    return changes_df.groupBy("key").agg(
+        F.min(F.when(is_insert, F.col("seq"))).alias("first_new_seq"),
+        F.bool_and(is_insert).alias("only_inserts"),
+    )
+
+
+def with_fold_mode(touched_df: DataFrame, state_df: DataFrame | None, fold: Fold) -> DataFrame:
+    """`key` and `resume`: True where the key can continue from its stored row (or has none)."""
+    if state_df is None:
+        return touched_df.select("key", F.col("only_inserts").alias("resume"))
+    stored_df = state_df.select("key", F.col("last_seq").alias("stored_last_seq"))
+    follows = F.col("first_new_seq") > F.col("stored_last_seq")
+    if not fold.can_resume:
+        follows = F.lit(False)
+    resume = F.col("only_inserts") & (F.col("stored_last_seq").isNull() | follows)
+    return touched_df.join(stored_df, "key", "left").select("key", resume.alias("resume"))
+
+
+def inserted_events(changes_df: DataFrame) -> DataFrame:
+    return changes_df.filter(F.col("_change_type") == INSERT)
