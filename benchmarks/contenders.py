@@ -43,11 +43,13 @@ def spark_floor(data: Path, work: Path) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started, "spark_startup_seconds": startup}
 
 
-def _backfill(spark, data: Path, table: Path):
+def _backfill(spark, data: Path, table: Path, full: bool = False):
     from pipelines.config import load_config
     from pipelines.job import RunRequest, run_backfill
 
-    request = RunRequest(sources=[str(data)], table=str(table), quarantine_table=f"{table}_q")
+    request = RunRequest(
+        sources=[str(data)], table=str(table), quarantine_table=f"{table}_q", full=full
+    )
     return run_backfill(spark, load_config(), request, progress=lambda message: None)
 
 
@@ -95,7 +97,7 @@ def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
     live_df.write.format("delta").mode("append").save(str(table))
     files_before = DeltaTable.forPath(spark, str(table)).detail().first()["numFiles"]
     started = time.monotonic()
-    report = _backfill(spark, data, table)
+    report = _backfill(spark, data, table, full=True)  # a table written before the events table
     seconds = time.monotonic() - started
     metrics = DeltaTable.forPath(spark, str(table)).history(1).first()["operationMetrics"]
     return {
@@ -234,6 +236,78 @@ def hot_key(data: Path, work: Path) -> dict[str, Any]:
 
 
 HOT_KEY_EVENTS = 5_000_000
+NIGHT_SHARE, LATE_SHARE = 0.01, 0.10
+
+
+def _night_events(spark, history_table: Path, events: int, out: Path) -> Path:
+    """One night after the history: `events` new events, a tenth of them late (a `seq` at
+    or below their key's stored `last_seq`), the rest continuing their keys' streams."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    night = out / "dt=2026-03-01"
+    if night.exists():
+        return night
+    state = spark.read.format("delta").load(str(history_table)).select("key", "last_seq")
+    keys = state.count()
+    picked = (
+        spark.range(events)
+        .select(
+            "id",
+            (F.xxhash64("id") % F.lit(keys)).alias("pick"),
+            (F.col("id") % 10 == 0).alias("late"),
+        )
+        .withColumn("pick", F.abs("pick"))
+    )
+    numbered = state.withColumn("pick", F.row_number().over(Window.orderBy("key")) - 1)
+    rows = picked.join(numbered, "pick").select(
+        F.format_string("night-%d", "id").alias("event_id"),
+        "key",
+        F.when(F.col("late"), F.greatest(F.lit(1), F.col("last_seq") - 3))
+        .otherwise(F.col("last_seq") + 1 + F.col("id") % 3)
+        .alias("seq"),
+        F.lit("2026-03-01T12:00:00Z").alias("event_time"),
+        F.when(F.col("id") % 7 == 0, "subtract").otherwise("add").alias("op"),
+        ((F.col("id") % 977) / 4).cast("decimal(27,9)").cast("string").alias("amount"),
+        F.lit("2026-03-01T12:00:01Z").alias("ingested_at"),
+    )
+    rows.coalesce(4).write.mode("overwrite").json(str(night))
+    for crc in night.glob(".*"):
+        crc.unlink()
+    for part in night.glob("part-*.json"):
+        part.rename(part.with_suffix(".jsonl"))
+    return night
+
+
+def nightly(data: Path, work: Path) -> dict[str, Any]:
+    """History in the tables (one full backfill), then the night: the night's run, a full
+    re-fold of every key from the events table, and the night alone into empty tables."""
+    spark, startup = _session()
+    history = work / "nightly"
+    if not (history / "_delta_log").exists():
+        _backfill(spark, data, history)
+    history_events = int(json.loads((data / "_generator.json").read_text())["events"])
+    night = _night_events(spark, history, int(NIGHT_SHARE * history_events), work / "night")
+    results: dict[str, Any] = {"spark_startup_seconds": startup, "history_events": history_events}
+    for name, table, full in (
+        ("night", history, False),
+        ("full_refold", history, True),
+        ("night_alone", work / "night_alone", False),
+    ):
+        started = time.monotonic()
+        report = _backfill(spark, night, table, full=full)
+        results[name] = {
+            "seconds": round(time.monotonic() - started, 2),
+            "records_read": report.counts.records_read,
+            "keys_folded": report.keys.total,
+            "keys_resumed": report.keys.resumed,
+            "keys_refolded": report.keys.refolded,
+            "history_events_read": report.keys.history_events_read,
+            "new_events_folded": report.keys.new_events_folded,
+        }
+    results["seconds"] = results["night"]["seconds"]
+    return results
+
 
 CONTENDERS = {
     "spark_floor": spark_floor,
@@ -242,6 +316,7 @@ CONTENDERS = {
     "python_replay": python_replay,
     "duckdb": duckdb_fold,
     "hot_key": hot_key,
+    "nightly": nightly,
 }
 
 if __name__ == "__main__":

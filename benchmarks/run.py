@@ -90,6 +90,54 @@ def bench_size(events: int, out: Path) -> dict[str, Any]:
     return results
 
 
+def bench_nightly(events: int, out: Path) -> dict[str, Any]:
+    """History of `events` over 30 nights, then one night of 1% new events (10% late)."""
+    data, work = out / f"history-{events}", out / f"nightly-{events}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if not (data / "_generator.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        generate_log(
+            data, events=events, keys=max(1000, events // 200), seed=42, days=30, files_per_day=2
+        )
+    print(f"  nightly: {events:,} events of history, then one night ...", file=sys.stderr)
+    return {"events": events, **run_contender("nightly", data, work)}
+
+
+def nightly_markdown(nightly: dict[str, Any]) -> list[str]:
+    if "failed" in nightly:
+        return [
+            "",
+            f"Nightly run at {nightly['events']:,} events of history: failed: {nightly['failed']}",
+        ]
+    night, full, alone = nightly["night"], nightly["full_refold"], nightly["night_alone"]
+    rows = [
+        "",
+        f"Nightly: {nightly['events']:,} events of history over 30 nights in the tables, then "
+        f"one night of {night['records_read']:,} new events (10% of them late: a `seq` at or "
+        "below their key's stored `last_seq`), each run in the same process, one after the "
+        f"other (peak RSS of the process {nightly['peak_rss_mb']:,} MB):",
+        "",
+        "| run | seconds | keys folded | resumed | re-folded | history events read |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, r in (
+        ("the night, onto the history", night),
+        ("`--full`: every key re-folded from the events table", full),
+        ("the night alone, into empty tables", alone),
+    ):
+        rows.append(
+            f"| {label} | {r['seconds']:.1f} | {r['keys_folded']:,} | {r['keys_resumed']:,} "
+            f"| {r['keys_refolded']:,} | {r['history_events_read']:,} |"
+        )
+    rows += [
+        "",
+        f"The night costs {night['seconds'] / alone['seconds']:.2f}x the night alone and "
+        f"{night['seconds'] / full['seconds']:.0%} of the full re-fold.",
+    ]
+    return rows
+
+
 def machine() -> dict[str, Any]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     return {
@@ -103,7 +151,8 @@ def machine() -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     rows = [
-        f"Measured {report['date']} on {report['machine']['cpus']} cores, "
+        f"Measured {report.get('sizes_measured', report['date'])} on "
+        f"{report['machine']['cpus']} cores, "
         f"{report['machine']['memory_gb']} GiB ({report['machine']['java']}), in one run. "
         "Seconds exclude Spark's session start.",
         "",
@@ -139,9 +188,9 @@ def markdown(report: dict[str, Any]) -> str:
             / small["contenders"]["backfill_empty"]["seconds"]
         )
         rows += ["", f"Full backfill: {growth:.0f}x the events cost {cost:.1f}x the time."]
-    profiled = report["sizes"][-1]
-    profile = profiled["contenders"]["backfill_empty"].get("profile")
-    if profile:
+    profiled = report["sizes"][-1] if report["sizes"] else None
+    profile = profiled["contenders"]["backfill_empty"].get("profile") if profiled else None
+    if profiled and profile:
         rows += [
             "",
             f"Where the full backfill's time went at {profiled['events']:,} events (Spark's event "
@@ -156,6 +205,8 @@ def markdown(report: dict[str, Any]) -> str:
                 for name, p in profile.items()
             ),
         ]
+    if report.get("nightly"):
+        rows += nightly_markdown(report["nightly"])
     hot = report.get("hot_key")
     if hot and "failed" in hot:
         rows += ["", f"Hot key ({HOT_KEY_EVENTS:,} events on one key): failed: {hot['failed']}"]
@@ -172,18 +223,19 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--nightly", type=int, default=10_000_000, help="events of history")
     parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
     out = Path(args.out)
-    sizes = [bench_size(int(n), out) for n in args.sizes.split(",")]
-    print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
-    hot_key = run_contender("hot_key", out, out)
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "sizes": sizes,
-        "hot_key": hot_key,
-    }
+    sizes = [bench_size(int(n), out) for n in args.sizes.split(",") if n]
+    nightly = bench_nightly(args.nightly, out) if args.nightly else None
+    if sizes:
+        print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
+        report = {"sizes": sizes, "hot_key": run_contender("hot_key", out, out)}
+    else:  # `--sizes ''`: only the nightly figures are new; the rest stay from their run
+        report = json.loads((HERE / "results.json").read_text())
+        report["sizes_measured"] = report.get("sizes_measured", report["date"])
+    report.update(date=time.strftime("%Y-%m-%d"), machine=machine(), nightly=nightly)
     (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(report))
     print(markdown(report))

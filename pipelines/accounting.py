@@ -84,6 +84,9 @@ def count_records(
 def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
     """Keys by change and cause, how they were folded, and the largest corrections."""
     summary = KeyChanges(measure=measure)
+    for name, default in ((MODE, F.lit(None).cast("string")), (EVENTS_FOLDED, F.lit(0))):
+        if name not in changes_df.columns:
+            changes_df = changes_df.withColumn(name, default)
     totals = changes_df.groupBy("change", "cause", MODE).agg(
         F.count("*").alias("keys"),
         F.sum(F.abs("measure_delta")).alias("abs_change"),

@@ -1,10 +1,17 @@
-"""`backfill demo`: a faulty live worker's table, corrected by a backfill, start to finish."""
+"""`backfill demo`: a faulty live worker's table, corrected by a backfill, then a later night.
+
+Act one: the live worker's state after the first days, corrected by the historical backfill
+(the first run, which builds the events table). Act two: the last day arrives, with new
+events, late events for earlier `seq`s and re-delivered copies; the nightly run reads only
+that day's partitions and folds only the keys they touch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -16,6 +23,7 @@ from pipelines.folds import get_fold
 from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
 from pipelines.io.delta_tables import commit_metadata, ensure_table, table_version
+from pipelines.io.sources import DateWindow
 from pipelines.job import Progress, RunRequest, default_quarantine_uri, run_backfill
 from pipelines.report import format_summary
 from pipelines.session import build_session
@@ -38,36 +46,72 @@ def run_demo(
         f"wrote {log.lines_written:,} lines in {len(log.files)} files: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
     )
-    worker_rows = live_worker_states(log.delivered, seed=args.seed)
+    tonight = max(e.ingested_at.date() for e in log.delivered)
+    if tonight == min(e.ingested_at.date() for e in log.delivered):
+        raise UsageError("the demo needs at least two days of events; raise --days")
+    history = [e for e in log.delivered if e.ingested_at.date() < tonight]
+    worker_rows = live_worker_states(history, seed=args.seed)
 
     progress("starting Spark (local mode, Delta on local disk)")
     spark = build_session(config, show_progress=sys.stderr.isatty())
     try:
         progress(f"writing the live worker's state for {len(worker_rows):,} keys to {table}")
         version = write_live_worker_table(spark, table, worker_rows)
-        progress(f"live worker table at version {version}; backfilling")
-        request = RunRequest(
-            sources=[str(events_dir.resolve())],
-            table=table,
-            quarantine_table=default_quarantine_uri(table),
-            report_path=str(workdir / "report.json"),
+        progress(
+            f"live worker table at version {version}; backfilling the history up to "
+            f"{tonight - timedelta(days=1)}"
         )
-        report = run_backfill(spark, config, request, progress)
+        sources = [str(events_dir.resolve())]
+        backfilled = run_backfill(
+            spark,
+            config,
+            _request(sources, table, DateWindow(end=tonight - timedelta(days=1)), full=True),
+            progress,
+        )
+        print()
+        print(format_summary(backfilled))
+        progress(f"the night of {tonight} arrives: late, re-delivered and new events")
+        nightly = run_backfill(
+            spark,
+            config,
+            _request(sources, table, DateWindow(start=tonight), report=workdir / "report.json"),
+            progress,
+        )
     finally:
         spark.stop()
 
     print()
-    print(format_summary(report))
+    print(format_summary(nightly))
     print()
-    print(f"The report is in {workdir / 'report.json'}. Look closer:")
+    print(f"The night's report is in {workdir / 'report.json'}. Look closer:")
     print(
         f"  spark.read.format('delta').option('versionAsOf', "
-        f"{report.table_version_before}).load('{table}')   # the live worker's state"
+        f"{backfilled.table_version_before}).load('{table}')   # the live worker's state"
     )
-    print(f"  backfill run --source {events_dir} --table {table}   # a rerun makes no commit")
+    print(
+        f"  backfill run --source {events_dir} --from {tonight} --table {table}   # a rerun "
+        "changes nothing"
+    )
     print(f"  backfill history --table {table}")
-    print(f"  backfill diff --table {table} --from-version {report.table_version_before}")
+    print(f"  backfill diff --table {table} --from-version {backfilled.table_version_before}")
     return 0
+
+
+def _request(
+    sources: list[str],
+    table: str,
+    window: DateWindow,
+    full: bool = False,
+    report: Path | None = None,
+) -> RunRequest:
+    return RunRequest(
+        sources=sources,
+        table=table,
+        quarantine_table=default_quarantine_uri(table),
+        window=window,
+        full=full,
+        report_path=str(report) if report else None,
+    )
 
 
 def write_live_worker_table(spark: SparkSession, table: str, rows: list[dict]) -> int:

@@ -158,8 +158,13 @@ def format_summary(report: RunReport) -> str:
     corrected = "to correct" if report.status == "dry_run" else "corrected"
     measure = f"|change of {report.keys.measure}|" if report.keys.measure else "|change|"
     lines += [
-        f"  keys            {k.total:>12,} recomputed: {k.inserted:,} new, {k.updated:,} "
-        f"{corrected}, {k.unchanged:,} already right",
+        f"  events stored   {report.events_inserted:>12,} new, {report.events_replaced:,} "
+        "replaced by a newer copy",
+        f"  keys            {k.total:>12,} folded ({report.mode}): {k.resumed:,} resumed with "
+        f"{k.new_events_folded:,} new events, {k.refolded:,} re-folded from "
+        f"{k.history_events_read:,} events of history",
+        f"                  {'':>12} {k.inserted:,} new, {k.updated:,} {corrected}, "
+        f"{k.deleted:,} deleted, {k.unchanged:,} already right",
         f"  total {measure:<16} {_fmt_decimal(k.total_abs_change):>6}",
     ]
     for cause, figures in sorted(k.by_cause.items(), key=lambda kv: -kv[1]["keys"]):
@@ -179,8 +184,14 @@ def format_summary(report: RunReport) -> str:
         f" -> {_fmt_version(report.table_version_after)}"
     )
     lines.append(
+        f"  events          {report.events_table}  version "
+        f"{_fmt_version(report.events_version_before)} -> "
+        f"{_fmt_version(report.events_version_after)}"
+    )
+    lines.append(
         f"  quarantine      {report.quarantine_table}  version "
-        f"{_fmt_version(report.quarantine_version_after)}"
+        f"{_fmt_version(report.quarantine_version_after)} "
+        f"({report.quarantine_rows_added:,} records added)"
     )
     lines.append(f"  took            {report.duration_seconds:>11.1f}s")
     return "\n".join(lines)

@@ -65,8 +65,14 @@ def test_rerun_with_same_input_changes_no_row_and_makes_no_commit(spark, config,
     second = backfill(spark, config, [events], table)
 
     assert first.keys.inserted == 40 and first.table_version_after is not None
-    assert (second.keys.inserted, second.keys.updated, second.keys.unchanged) == (0, 0, 40)
-    assert second.status == "unchanged"
+    assert second.keys.total == 0  # every event is already stored: no key is touched
+    assert second.counts.duplicates_dropped == second.counts.records_read - (
+        second.counts.quarantined
+    )
+    assert second.status == "unchanged" and second.quarantine_rows_added == 0
+    full = backfill(spark, config, [events], table, full=True)
+    assert (full.keys.inserted, full.keys.updated, full.keys.unchanged) == (0, 0, 40)
+    assert full.status == "unchanged"
     assert second.table_version_after == first.table_version_after
     merge = DeltaTable.forPath(spark, str(table)).history(1).first()
     assert (merge["version"], merge["operation"]) == (first.table_version_after, "MERGE")
@@ -81,13 +87,13 @@ def test_retried_window_with_the_same_txn_version_applies_once(spark, config, tm
     spark.sql(f"UPDATE delta.`{table}` SET balance = 0 WHERE key = 'acct-000001'")
     edited = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
 
-    retry = backfill(spark, config, [events], table, txn=("daily", 20260101))
+    retry = backfill(spark, config, [events], table, txn=("daily", 20260101), full=True)
 
     assert retry.keys.updated == 1  # it would correct the key ...
     assert retry.status == "already_applied"  # ... but that window was applied already
     assert DeltaTable.forPath(spark, str(table)).history(1).first()["version"] == edited
     assert retry.quarantine_version_after == quarantine_version
-    next_day = backfill(spark, config, [events], table, txn=("daily", 20260102))
+    next_day = backfill(spark, config, [events], table, txn=("daily", 20260102), full=True)
     assert next_day.status == "committed" and next_day.keys.updated == 1
 
 
@@ -101,7 +107,7 @@ def test_merge_updates_only_wrong_keys_and_leaves_others(spark, config, tmp_path
     spark.sql(
         f"INSERT INTO delta.`{table}` VALUES ('other', 5, 1, 1, 0, TIMESTAMP'2026-01-01 00:00:00')"
     )
-    report = backfill(spark, config, [events], table)
+    report = backfill(spark, config, [events], table, full=True)
 
     assert (report.keys.inserted, report.keys.updated, report.keys.unchanged) == (0, 2, 18)
     assert report.keys.total_abs_change == 2
@@ -182,7 +188,7 @@ def test_dry_run_commits_nothing(spark, config, tmp_path):
     version = DeltaTable.forPath(spark, str(table)).history(1).first()["version"]
     spark.sql(f"UPDATE delta.`{table}` SET balance = 0")
 
-    report = backfill(spark, config, [events], table, dry_run=True)
+    report = backfill(spark, config, [events], table, dry_run=True, full=True)
 
     assert report.status == "dry_run"
     assert report.keys.updated == 10

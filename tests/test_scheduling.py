@@ -85,7 +85,8 @@ def test_dag_parses_in_real_airflow_and_submits_an_idempotent_daily_run(tmp_path
         ["s3a://lake/raw/events/"],
         "/lake/state",
     )
-    assert (args.txn_app_id, args.txn_version) == ("backfill_daily", 20260304)
+    assert (str(args.from_date), str(args.to_date)) == ("2026-03-04", "2026-03-04")
+    assert (args.txn_app_id, args.full) == (None, False)  # a cleared old date runs again
     assert args.run_id == "backfill_daily-20260304-try2"
 
 

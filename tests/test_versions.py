@@ -29,7 +29,7 @@ def corrected_table(spark, config, tmp_path):
     log = generate_log(events, events=2000, keys=60, seed=12, faults=FaultRates(garbage=0.02))
     worker = live_worker_states(log.delivered, skip_rate=0.02, seed=3)
     write_live_worker_table(spark, str(table), worker)
-    report = backfill(spark, config, [events], table)
+    report = backfill(spark, config, [events], table, full=True)
     expected = reference_backfill(read_lines(events))
     return table, events, worker, expected, report
 

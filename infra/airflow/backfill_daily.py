@@ -1,15 +1,18 @@
-"""Airflow DAG: the daily backfill, submitted to Spark, retried safely.
+"""Airflow DAG: the nightly run, submitted to Spark, retried safely.
 
-Each day it recomputes the state from the raw event log (late events included) and MERGEs
-what changed. Retries and re-runs of one logical date are idempotent: the run passes
-`--txn-app-id backfill_daily --txn-version <YYYYMMDD>`, so Delta skips a commit for a date
-already applied. `max_active_runs=1` keeps runs from overlapping (one writer per table).
+Each night reads only that day's `dt=` partition of the raw log (`--from/--to` the logical
+date), stores its new events in the events table, and folds only the keys they touch: a late
+or re-delivered event re-folds its key from the events table. Retries and re-runs of a date
+are exact by construction: events already stored are duplicates, each raw record is
+quarantined once, and the state folds from the events version it last reflected. A cleared
+old date is processed again (late files that landed since are picked up).
+`max_active_runs=1` keeps runs from overlapping (one writer per table).
 
 Settings come from Airflow Variables, with these defaults:
   backfill_home    where this repository is deployed      (/opt/backfill)
   backfill_master  the Spark master URL                   (local[2])
   backfill_config  the pipeline config                    (<home>/conf/local.yaml)
-  backfill_source  the raw events                         (required)
+  backfill_source  the raw events, dt=YYYY-MM-DD partitioned (required)
   backfill_table   the state Delta table                  (required)
 """
 
@@ -33,10 +36,9 @@ SUBMIT = (
     " --config {{ var.value.get('backfill_config',"
     " var.value.get('backfill_home', '/opt/backfill') ~ '/conf/local.yaml') }}"
     " -- run"
-    " --source {{ var.value.backfill_source }}"
+    " --source {{ var.value.backfill_source }} --from {{ ds }} --to {{ ds }}"
     " --table {{ var.value.backfill_table }}"
     " --run-id {{ dag.dag_id }}-{{ ds_nodash }}-try{{ ti.try_number }}"
-    " --txn-app-id {{ dag.dag_id }} --txn-version {{ ds_nodash }}"
     " --report {{ var.value.backfill_table }}_reports/{{ ds }}.json"
 )
 

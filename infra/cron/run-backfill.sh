@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One scheduled backfill: run-backfill.sh SOURCE TABLE [extra backfill run flags...]
-# A lock makes an overlapping start exit at once (code 75) instead of racing the running one.
+# One nightly run: run-backfill.sh SOURCE TABLE [extra backfill run flags...]
+# Reads yesterday's dt= partition of SOURCE (BACKFILL_DAY=YYYY-MM-DD picks another day) and
+# folds only the keys it touches; a rerun of a day is exact. A lock makes an overlapping
+# start exit at once (code 75) instead of racing the running one.
 set -euo pipefail
 home="${BACKFILL_HOME:-$(cd "$(dirname "$0")/../.." && pwd)}"
 source_uri="$1" table="$2"; shift 2
-day="$(date -u +%Y%m%d)"
+day="${BACKFILL_DAY:-$(date -u -d yesterday +%F)}"
 lock="${BACKFILL_LOCK:-/tmp/backfill-$(printf '%s' "$table" | cksum | cut -d' ' -f1).lock}"
 
 exec 9>"$lock"
@@ -12,6 +14,6 @@ if ! flock --nonblock 9; then
   echo "backfill: another run holds $lock; not starting" >&2
   exit 75
 fi
-"$home/.venv/bin/backfill" run --source "$source_uri" --table "$table" \
-  --run-id "cron-$day" --txn-app-id cron-backfill --txn-version "$day" \
+"$home/.venv/bin/backfill" run --source "$source_uri" --from "$day" --to "$day" \
+  --table "$table" --run-id "cron-$day-$(date -u +%H%M%S)" \
   --report "$home/reports/$day.json" "$@"

@@ -29,9 +29,9 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     update test is the MERGE's own: some state column differs, NULL-safe. A row with
     `_deleted` set deletes its key.
     """
-    for name, default in ((DELETED, F.lit(False)), (MODE, F.lit(None)), (EVENTS_FOLDED, F.lit(0))):
-        if name not in state_df.columns:
-            state_df = state_df.withColumn(name, default)
+    folded = [c for c in (MODE, EVENTS_FOLDED) if c in state_df.columns]  # how, if told
+    if DELETED not in state_df.columns:
+        state_df = state_df.withColumn(DELETED, F.lit(False))
     if current_df is None:
         current_df = state_df.drop(DELETED).limit(0)
     before_df = current_df.select(
@@ -62,8 +62,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         (F.coalesce(measure_after, F.lit(0)) - F.coalesce(measure_before, F.lit(0))).alias(
             "measure_delta"
         ),
-        MODE,
-        EVENTS_FOLDED,
+        *folded,
     )
 
 
