@@ -1,6 +1,6 @@
 """Where a backfill's time goes: its Spark event log, summed by the step that started each job.
 
-The backfill marks the Spark jobs of each step (`pipelines.job.STEPS`) with a local property;
+The backfill marks the Spark jobs of each step (`pipelines.accounting.STEPS`) with a local property;
 jobs started outside a step (reading a table's version, writing the report) count as `other`.
 """
 
@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.job import STEP_PROPERTY, STEPS
+from pipelines.accounting import STEP_PROPERTY, STEPS
 
 OTHER = "other"
 OUTSIDE_JOBS = "outside Spark jobs"

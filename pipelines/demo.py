@@ -46,9 +46,10 @@ def run_demo(
         f"wrote {log.lines_written:,} lines in {len(log.files)} files: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
     )
-    tonight = max(e.ingested_at.date() for e in log.delivered)
-    if tonight == min(e.ingested_at.date() for e in log.delivered):
+    if args.days < 2:
         raise UsageError("the demo needs at least two days of events; raise --days")
+    # The last generated day, with the late events that spill past it.
+    tonight = min(e.ingested_at.date() for e in log.delivered) + timedelta(days=args.days - 1)
     history = [e for e in log.delivered if e.ingested_at.date() < tonight]
     worker_rows = live_worker_states(history, seed=args.seed)
 

@@ -60,7 +60,7 @@ from pipelines.transforms.dedupe import (
 )
 from pipelines.transforms.quarantine import quarantine_rows
 from pipelines.transforms.reconcile import with_change_kind
-from pipelines.transforms.stored import displaced_copies, with_stored_outcome
+from pipelines.transforms.stored import STORED_BUCKET, displaced_copies, with_stored_outcome
 from pipelines.transforms.validate import parse_events
 
 Progress = Callable[[str], None]
@@ -215,8 +215,12 @@ def _ingest(
     rejects_df = quarantined_records(parsed_df, outcomes_df, conflicts)
     displaced_df = None
     if stored_df is not None:
-        displaced_df = displaced_copies(stored_df, outcomes_df)
-        report.events_replaced = outcomes_df.filter("replaces").count()  # until committed
+        replaced = outcomes_df.filter("replaces").groupBy(STORED_BUCKET).count().collect()
+        report.events_replaced = sum(r["count"] for r in replaced)  # until committed
+        if replaced:
+            displaced_df = displaced_copies(
+                stored_df, outcomes_df, [r[STORED_BUCKET] for r in replaced]
+            )
     return Batch(
         outcomes_df=outcomes_df,
         quarantine_df=quarantine_rows(rejects_df, displaced_df, request.run_id),

@@ -155,7 +155,7 @@ def format_summary(report: RunReport) -> str:
     ]
     for reason, n in sorted(c.quarantined_by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"      {reason:<28} {n:>8,}")
-    corrected = "to correct" if report.status == "dry_run" else "corrected"
+    corrected = "to update" if report.status == "dry_run" else "updated"
     measure = f"|change of {report.keys.measure}|" if report.keys.measure else "|change|"
     lines += [
         f"  events stored   {report.events_inserted:>12,} new, {report.events_replaced:,} "

@@ -107,7 +107,7 @@ def _wait_for_workers(ui_port: int, expected: int, processes: list[subprocess.Po
                 state = json.load(reply)
             if sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE") >= expected:
                 return
-        except OSError:
+        except (OSError, ValueError):  # not up yet, or a page that is not the JSON state yet
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{expected} Spark workers did not register with the master in 90 s")

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines.accounting import STEPS
 from pipelines.generate.events import generate_log
-from pipelines.job import STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +44,26 @@ def test_time_inside_jobs_counts_overlapping_jobs_once():
     assert _covered_ms([]) == 0
     assert _covered_ms([(0, 10), (20, 30)]) == 20
     assert _covered_ms([(0, 10), (5, 15), (6, 8), (15, 16)]) == 16
+
+
+def test_the_nightly_contender_folds_only_the_keys_the_night_touched(tmp_path):
+    data, work = tmp_path / "history", tmp_path / "work"
+    generate_log(data, events=6000, keys=60, seed=5, days=3, files_per_day=1)
+    work.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.contenders", "nightly", str(data), str(work)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    night, full, alone = result["night"], result["full_refold"], result["night_alone"]
+    assert night["records_read"] == 60  # 1% of the history
+    # Late events re-fold their keys from history; the others resume; full re-folds all.
+    assert night["keys_refolded"] > 0 and night["keys_resumed"] > 0
+    assert 0 < night["history_events_read"] < full["history_events_read"]
+    assert full["keys_refolded"] == full["keys_folded"] == 60
+    assert alone["history_events_read"] == night["records_read"]

@@ -27,7 +27,7 @@ def test_spark_submit_to_standalone_cluster_gives_the_reference_result(spark, tm
 
     with standalone_cluster(tmp_path / "cluster") as cluster:
 
-        def submit() -> dict:
+        def submit(*extra: str) -> dict:
             result = subprocess.run(
                 [
                     str(ROOT / "infra" / "spark-submit.sh"),
@@ -36,7 +36,7 @@ def test_spark_submit_to_standalone_cluster_gives_the_reference_result(spark, tm
                     "--spark-conf", "spark.cores.max=2",
                     "--", "run", "--source", str(events), "--table", str(table),
                     "--report", str(report),
-                    "--txn-app-id", "nightly", "--txn-version", "20260105",
+                    "--txn-app-id", "nightly", "--txn-version", "20260105", *extra,
                 ],
                 capture_output=True, text=True, timeout=900,
                 env={**os.environ, "PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"},
@@ -54,11 +54,11 @@ def test_spark_submit_to_standalone_cluster_gives_the_reference_result(spark, tm
         assert first["counts"]["quarantined_by_reason"] == dict(expected.reasons)
         assert table_states(spark, table) == expected.states
 
-        # A scheduler's retry of the same window does not change the table a second time,
-        # even though the table was edited in between.
+        # A retry of the same txn version does not change the table a second time, even
+        # re-folding every key (--full) after the table was edited in between.
         spark.sql(f"UPDATE delta.`{table}` SET balance = 0 WHERE key = 'acct-000000'")
         edited = first["table_version_after"] + 1
-        retry = submit()
+        retry = submit("--full")
         assert retry["status"] == "already_applied"
         history = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").first()
         assert (history["version"], history["operation"]) == (edited, "UPDATE")

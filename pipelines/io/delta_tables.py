@@ -281,6 +281,8 @@ def folded_events_version(spark: SparkSession, uri: str, events_id: str) -> int 
                 return None
             newest_visible = int(restored)
             continue
+        if commit["operation"] != "MERGE":
+            continue  # e.g. the CREATE of a run killed before its MERGE: it folded nothing
         metadata = _json_object(commit["userMetadata"])
         if metadata.get("events_table_id") == events_id and "events_version" in metadata:
             return int(metadata["events_version"])

@@ -8,7 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
-from pipelines.transforms.fold import DELETED, EVENTS_FOLDED, MODE
+from pipelines.transforms.fold import DELETED, EVENTS_FOLDED, MODE, RESUME
 
 CHANGE_KINDS = ("insert", "update", "delete", "unchanged")
 CAUSES = (
@@ -18,6 +18,7 @@ CAUSES = (
     "order_or_content",
     "bookkeeping",
     "no_events_left",
+    "new_events",
 )
 
 
@@ -30,6 +31,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     `_deleted` set deletes its key.
     """
     folded = [c for c in (MODE, EVENTS_FOLDED) if c in state_df.columns]  # how, if told
+    resumed = F.col(MODE) == RESUME if MODE in folded else F.lit(False)
     if DELETED not in state_df.columns:
         state_df = state_df.withColumn(DELETED, F.lit(False))
     if current_df is None:
@@ -56,7 +58,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     return state_df.join(before_df, on="key", how="left").select(
         "key",
         change.alias("change"),
-        _cause(change, fold).alias("cause"),
+        _cause(change, fold, resumed).alias("cause"),
         measure_before.alias("measure_before"),
         measure_after.alias("measure_after"),
         (F.coalesce(measure_after, F.lit(0)) - F.coalesce(measure_before, F.lit(0))).alias(
@@ -66,15 +68,17 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     )
 
 
-def _cause(change: Column, fold: Fold) -> Column:
+def _cause(change: Column, fold: Fold, resumed: Column) -> Column:
     """Why a key's stored state was wrong, where the state's columns tell.
 
-    More events now than the table counted: it missed events. Fewer: it applied some twice.
+    A key resumed with new events simply has them (`new_events`). Otherwise: more events now
+    than the table counted: it missed events (a late one, say). Fewer: it applied some twice.
     As many but another result: they were applied out of order (or a conflicting copy won).
     """
     if "event_count" not in fold.state_columns:
         return (
             F.when(change == "insert", "new_key")
+            .when((change == "update") & resumed, "new_events")
             .when(change == "update", "changed")
             .when(change == "delete", "no_events_left")
         )
@@ -88,6 +92,7 @@ def _cause(change: Column, fold: Fold) -> Column:
         F.when(change == "insert", "new_key")
         .when(change == "delete", "no_events_left")
         .when(change == "unchanged", None)
+        .when(resumed, "new_events")
         .when(count > count_before, "missing_events")
         .when(count < count_before, "duplicates_applied")
         .when(measure_differs, "order_or_content")

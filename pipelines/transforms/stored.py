@@ -16,6 +16,8 @@ from pyspark.sql import functions as F
 from pipelines.transforms.dedupe import CONFLICT, CONTENT_FIELDS, precedence
 
 STORED = "stored_"
+BUCKET = "key_bucket"  # the events table's partition column
+STORED_BUCKET = "stored_key_bucket"  # the bucket holding the stored copy a batch copy met
 QUARANTINE_COLUMNS = ("source_file", "raw", "event_id", "key", "reason")
 
 
@@ -28,10 +30,14 @@ def with_stored_outcome(
     batch's ids are broadcast, so stored events are scanned, never shuffled.
     """
     if stored_df is None:
-        return outcomes_df.withColumn("replaces", F.lit(False))
+        return outcomes_df.select(
+            "*", F.lit(False).alias("replaces"), F.lit(None).cast("int").alias(STORED_BUCKET)
+        )
     ids_df = outcomes_df.filter(F.col("outcome") == "valid").select("event_id")
     hits_df = stored_df.select(
-        "event_id", *[F.col(c).alias(STORED + c) for c in (*CONTENT_FIELDS, "ingested_at")]
+        "event_id",
+        F.col(BUCKET).alias(STORED_BUCKET),
+        *[F.col(c).alias(STORED + c) for c in (*CONTENT_FIELDS, "ingested_at")],
     ).join(F.broadcast(ids_df) if small_batch else ids_df, "event_id", "left_semi")
     joined = outcomes_df.join(F.broadcast(hits_df) if small_batch else hits_df, "event_id", "left")
     is_hit = (F.col("outcome") == "valid") & F.col(STORED + "key").isNotNull()
@@ -47,12 +53,17 @@ def with_stored_outcome(
         *[c for c in outcomes_df.columns if c != "outcome"],
         outcome.alias("outcome"),
         (is_hit & ~same & batch_first).alias("replaces"),
+        STORED_BUCKET,
     )
 
 
-def displaced_copies(stored_df: DataFrame, outcomes_df: DataFrame) -> DataFrame:
-    """Stored events a newer copy of this batch replaces: quarantined as conflict losers."""
+def displaced_copies(stored_df: DataFrame, outcomes_df: DataFrame, buckets: list[int]) -> DataFrame:
+    """Stored events a newer copy of this batch replaces: quarantined as conflict losers.
+
+    `buckets` are the partitions that hold them, so only those are read (raw text included).
+    """
     replaced_ids = outcomes_df.filter("replaces").select("event_id")
-    return stored_df.join(replaced_ids, "event_id", "left_semi").select(
+    in_buckets = stored_df.filter(F.col(BUCKET).isin(buckets))
+    return in_buckets.join(F.broadcast(replaced_ids), "event_id", "left_semi").select(
         "source_file", "raw", "event_id", "key", F.lit(CONFLICT).alias("reason")
     )
