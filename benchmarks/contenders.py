@@ -284,11 +284,17 @@ def nightly(data: Path, work: Path) -> dict[str, Any]:
     re-fold of every key from the events table, and the night alone into empty tables."""
     spark, startup = _session()
     history = work / "nightly"
-    if not (history / "_delta_log").exists():
-        _backfill(spark, data, history)
     history_events = int(json.loads((data / "_generator.json").read_text())["events"])
-    night = _night_events(spark, history, int(NIGHT_SHARE * history_events), work / "night")
     results: dict[str, Any] = {"spark_startup_seconds": startup, "history_events": history_events}
+    if not (history / "_delta_log").exists():
+        started = time.monotonic()
+        report = _backfill(spark, data, history)
+        results["history"] = {
+            "seconds": round(time.monotonic() - started, 2),
+            "records_read": report.counts.records_read,
+            "keys_folded": report.keys.total,
+        }
+    night = _night_events(spark, history, int(NIGHT_SHARE * history_events), work / "night")
     for name, table, full in (
         ("night", history, False),
         ("full_refold", history, True),
