@@ -281,7 +281,10 @@ def _night_events(spark, history_table: Path, events: int, out: Path) -> Path:
 
 def nightly(data: Path, work: Path) -> dict[str, Any]:
     """History in the tables (one full backfill), then the night: the night's run, a full
-    re-fold of every key from the events table, and the night alone into empty tables."""
+    re-fold of every key from the events table, and the night alone into empty tables, each
+    in a fresh session with Spark's event log on for its profile."""
+    from benchmarks.profile import event_log_conf, step_profile
+
     spark, startup = _session()
     history = work / "nightly"
     history_events = int(json.loads((data / "_generator.json").read_text())["events"])
@@ -295,15 +298,20 @@ def nightly(data: Path, work: Path) -> dict[str, Any]:
             "keys_folded": report.keys.total,
         }
     night = _night_events(spark, history, int(NIGHT_SHARE * history_events), work / "night")
+    spark.stop()
     for name, table, full in (
         ("night", history, False),
         ("full_refold", history, True),
         ("night_alone", work / "night_alone", False),
     ):
+        spark, _ = _session(event_log_conf(work / f"eventlog-{name}"))  # a profile of each
         started = time.monotonic()
         report = _backfill(spark, night, table, full=full)
+        seconds = time.monotonic() - started
+        spark.stop()
         results[name] = {
-            "seconds": round(time.monotonic() - started, 2),
+            "seconds": round(seconds, 2),
+            "profile": step_profile(work / f"eventlog-{name}", seconds),
             "records_read": report.counts.records_read,
             "keys_folded": report.keys.total,
             "keys_resumed": report.keys.resumed,

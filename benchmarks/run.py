@@ -135,6 +135,21 @@ def nightly_markdown(nightly: dict[str, Any]) -> list[str]:
         f"The night costs {night['seconds'] / alone['seconds']:.2f}x the night alone and "
         f"{night['seconds'] / full['seconds']:.0%} of the full re-fold.",
     ]
+    if night.get("profile") and full.get("profile"):
+        steps = list(dict.fromkeys([*night["profile"], *full["profile"]]))
+        rows += [
+            "",
+            "Where the night's time went, beside the full re-fold's (seconds of each step's "
+            "Spark jobs; `outside Spark jobs`: the driver's own work):",
+            "",
+            "| step | the night | `--full` |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {step} | {night['profile'].get(step, {}).get('seconds', 0):.1f} "
+                f"| {full['profile'].get(step, {}).get('seconds', 0):.1f} |"
+                for step in steps
+            ),
+        ]
     history = nightly.get("history")
     if history:
         rows.append(

@@ -23,7 +23,7 @@ def fold_all_keys(
     folded_df = fold_states(history_df, fold)
     if changes_df is None or state_df is None:
         return folded_df
-    candidates_df = touched_keys(changes_df).select("key")
+    candidates_df = touched_keys(changes_df).filter("lost_events").select("key")
     return folded_df.unionByName(_gone(candidates_df, history_df, state_df, fold))
 
 
@@ -58,8 +58,11 @@ def fold_touched_keys(
         refold_keys_df, "key", "left_semi"
     )
     refolded_df = fold_states(history_of_df, fold)
-    gone_df = _gone(refold_keys_df, history_of_df, state_df, fold)
-    return resumed_df.unionByName(refolded_df).unionByName(gone_df)
+    folded_df = resumed_df.unionByName(refolded_df)
+    if plan_df.filter("lost_events").isEmpty():  # no event left a key: nothing to delete
+        return folded_df
+    lost_keys_df = plan_df.filter("lost_events").select("key")
+    return folded_df.unionByName(_gone(lost_keys_df, history_of_df, state_df, fold))
 
 
 def _gone(

@@ -15,30 +15,36 @@ from pyspark.sql import functions as F
 from pipelines.folds import Fold
 
 INSERT = "insert"
+REMOVALS = ("update_preimage", "delete")
 
 
 def touched_keys(changes_df: DataFrame) -> DataFrame:
-    """One row per key the changes name: `first_new_seq` and `only_inserts`.
+    """One row per key the changes name: `first_new_seq`, `only_inserts`, and `lost_events`
+    (an event left it: only such a key can end with no events, its state row deleted).
 
     A replaced event's pre-image names the key it leaves, its post-image the key it joins.
     """
-    is_insert = F.col("_change_type") == INSERT
+    change = F.col("_change_type")
     return changes_df.groupBy("key").agg(
-        F.min(F.when(is_insert, F.col("seq"))).alias("first_new_seq"),
-        F.bool_and(is_insert).alias("only_inserts"),
+        F.min(F.when(change == INSERT, F.col("seq"))).alias("first_new_seq"),
+        F.bool_and(change == INSERT).alias("only_inserts"),
+        F.bool_or(change.isin(*REMOVALS)).alias("lost_events"),
     )
 
 
 def with_fold_mode(touched_df: DataFrame, state_df: DataFrame | None, fold: Fold) -> DataFrame:
-    """`key` and `resume`: True where the key can continue from its stored row (or has none)."""
+    """`key`, `resume` (True where the key can continue from its stored row, or has none) and
+    `lost_events`."""
     if state_df is None:
-        return touched_df.select("key", F.col("only_inserts").alias("resume"))
+        return touched_df.select("key", F.col("only_inserts").alias("resume"), "lost_events")
     stored_df = state_df.select("key", F.col("last_seq").alias("stored_last_seq"))
     follows = F.col("first_new_seq") > F.col("stored_last_seq")
     if not fold.can_resume:
         follows = F.lit(False)
     resume = F.col("only_inserts") & (F.col("stored_last_seq").isNull() | follows)
-    return touched_df.join(stored_df, "key", "left").select("key", resume.alias("resume"))
+    return touched_df.join(stored_df, "key", "left").select(
+        "key", resume.alias("resume"), "lost_events"
+    )
 
 
 def inserted_events(changes_df: DataFrame) -> DataFrame:
