@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = build_parser().parse_args(argv)
+        for name in TABLE_FLAGS:
+            if getattr(args, name, None):
+                setattr(args, name, absolute_uri(getattr(args, name)))
         return int(args.handler(args))
     except BackfillError as exc:
         print(f"backfill: {exc}", file=sys.stderr)
@@ -201,6 +205,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"backfill: run failed: {_one_line(exc)}", file=sys.stderr)
         return commands.EXIT_FAILED
+
+
+# Table locations, resolved once where the flags are read: Delta takes a relative path with a
+# `-` in it for a table name, so a local path is made absolute against the working directory.
+TABLE_FLAGS = ("table", "quarantine", "events_table")
+
+
+def absolute_uri(uri: str) -> str:
+    """A local path (no scheme) as an absolute path; URIs such as `s3a://` as they are."""
+    return uri if "://" in uri else os.path.abspath(uri)
 
 
 def _one_line(exc: BaseException) -> str:

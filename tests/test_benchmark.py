@@ -14,20 +14,25 @@ from pipelines.generate.events import generate_log
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_full_backfill_contender_reports_where_its_time_went(tmp_path):
-    data, work = tmp_path / "events", tmp_path / "work"
-    generate_log(data, events=4000, keys=80, seed=5, days=2, files_per_day=2)
-    work.mkdir()
+def run_contender(name: str, data, work) -> dict:
+    """`python -m benchmarks.contenders NAME DATA WORK` as `make bench` runs it; its result."""
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.contenders", "backfill_empty", str(data), str(work)],
+        [sys.executable, "-m", "benchmarks.contenders", name, str(data), str(work)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
-        timeout=600,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_full_backfill_contender_reports_where_its_time_went(tmp_path):
+    data, work = tmp_path / "events", tmp_path / "work"
+    generate_log(data, events=4000, keys=80, seed=5, days=2, files_per_day=2)
+    work.mkdir()
+    result = run_contender("backfill_empty", data, work)
     profile = result["profile"]
 
     # Every step ran Spark jobs, and the shuffles are where the design puts them.
@@ -50,16 +55,7 @@ def test_the_nightly_contender_folds_only_the_keys_the_night_touched(tmp_path):
     data, work = tmp_path / "history", tmp_path / "work"
     generate_log(data, events=6000, keys=60, seed=5, days=3, files_per_day=1)
     work.mkdir()
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.contenders", "nightly", str(data), str(work)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_contender("nightly", data, work)
     night, full, alone = result["night"], result["full_refold"], result["night_alone"]
     assert night["records_read"] == 60  # 1% of the history
     # Late events re-fold their keys from history; the others resume; full re-folds all.

@@ -179,3 +179,22 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     assert failed.stderr.strip().splitlines()[-1].startswith("backfill: ")
     assert "does not have the expected columns" in failed.stderr
     assert sorted((other / "_delta_log").glob("*.json")) == log_files
+
+
+@pytest.mark.slow
+def test_relative_table_paths_with_dashes_work_from_another_directory(tmp_path):
+    from pipelines.generate.events import FaultRates, generate_log
+
+    generate_log(tmp_path / "raw-events", events=300, keys=5, seed=3, faults=FaultRates())
+    args = ["--source", "raw-events", "--table", "my-tables/state", "--master", "local[2]"]
+    first = backfill("run", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    for name in ("state", "state_events", "state_quarantine"):
+        assert (tmp_path / "my-tables" / name / "_delta_log").is_dir(), name
+    again = backfill("run", *args, cwd=tmp_path)  # rerun: nothing new
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "unchanged" in again.stdout
+    history = backfill(
+        "history", "--table", "my-tables/state", "--master", "local[2]", cwd=tmp_path
+    )
+    assert history.returncode == 0 and "MERGE" in history.stdout, history.stderr[-2000:]
