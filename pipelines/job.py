@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 from importlib import metadata
 
 from pyspark import StorageLevel
@@ -409,8 +410,8 @@ def _dry_run(
     if mark is not None and before is not None and mark < before:
         committed = events_table.read_changes(spark, request.events_uri, mark, before)
         change_parts.append(committed.select(*EVENT_ROW_COLUMNS, "_change_type"))
-    history_df = _union(history_parts).select(*EVENT_ROW_COLUMNS)
-    changes_df = _union(change_parts)
+    history_df = reduce(DataFrame.unionByName, history_parts).select(*EVENT_ROW_COLUMNS)
+    changes_df = reduce(DataFrame.unionByName, change_parts)
     _fold_changes(spark, request, report, fold, history_df, changes_df, buckets, cached)
 
 
@@ -419,13 +420,6 @@ def _as_change(rows_df: DataFrame, ids_df: DataFrame, how: str, change_type: str
     return rows_df.join(ids_df, "event_id", how).select(
         *EVENT_ROW_COLUMNS, F.lit(change_type).alias("_change_type")
     )
-
-
-def _union(frames: list[DataFrame]) -> DataFrame:
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result
 
 
 def write_changes(changes_df: DataFrame, path: str) -> None:

@@ -28,8 +28,8 @@ from pipelines.io.delta_tables import (
     table_version,
 )
 from pipelines.transforms.dedupe import CONTENT_FIELDS, precedence
+from pipelines.transforms.stored import BUCKET as BUCKET_COLUMN
 
-BUCKET_COLUMN = "key_bucket"
 BUCKETS_PROPERTY = "backfill.keyBuckets"
 EVENTS_SCHEMA = StructType(
     [

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pipelines.transforms.dedupe import CONFLICT, CONTENT_FIELDS, precedence
 
 STORED = "stored_"
-BUCKET = "key_bucket"  # the events table's partition column
+BUCKET = "key_bucket"  # the events table's partition column (io.events_table uses this one)
 STORED_BUCKET = "stored_key_bucket"  # the bucket holding the stored copy a batch copy met
 QUARANTINE_COLUMNS = ("source_file", "raw", "event_id", "key", "reason")
 
