@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -113,7 +113,9 @@ class RecordChecker:
             rename=dict(fields),
             gc=False,
         )
-        self.decode_event = msgspec.json.Decoder(event, float_hook=JsonNumber).decode
+        self.decode_event: Callable[[bytes], Any] = msgspec.json.Decoder(
+            event, float_hook=JsonNumber
+        ).decode
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Sent to the Python workers as its settings; the decoder is built there."""
@@ -142,11 +144,13 @@ class RecordChecker:
 
     def check(self, raw: bytes | None) -> tuple[Any, ...]:
         """(event_id, key, seq, event_time, op, amount, ingested_at, reason, later reason)."""
+        if raw is None:
+            return _rejected("malformed_json")
         try:
-            e = self.decode_event(raw)  # type: ignore[arg-type]
+            e = self.decode_event(raw)
             values: Any = (e.event_id, e.key, e.seq, e.event_time, e.op, e.amount, e.ingested_at)
             # One `":` per member: exactly the fields read, none repeated, nothing else.
-            if raw.count(b'":') != 6 + (e.ingested_at is not None):  # type: ignore[union-attr]
+            if raw.count(b'":') != 6 + (e.ingested_at is not None):
                 values = None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError, TypeError):
             values = None
@@ -182,14 +186,12 @@ def _rejected(reason: str) -> tuple[Any, ...]:
     return (None, None, None, None, None, None, None, reason, None)
 
 
-def _parse_object(raw: bytes | None) -> dict[str, Any] | None:
+def _parse_object(raw: bytes) -> dict[str, Any] | None:
     """The record as a JSON object, or None when it is not exactly one valid object.
 
     msgspec rejects bad UTF-8, trailing text and non-standard constants, but keeps the last
     of repeated member names, which JSON readers disagree on: such a record is malformed.
     """
-    if raw is None:
-        return None
     try:
         doc = _DECODER.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
