@@ -56,8 +56,10 @@ from pipelines.report import (
 from pipelines.transforms.dedupe import (
     BROADCAST_LOSERS,
     CONFLICT,
+    copy_outcomes,
     quarantined_records,
-    with_dedupe_outcome,
+    repeated_ids,
+    split_by_copies,
 )
 from pipelines.transforms.quarantine import quarantine_rows
 from pipelines.transforms.reconcile import with_change_kind
@@ -202,10 +204,18 @@ def _ingest(
             spark, request.events_uri, report.events_version_before
         )
     valid_df = parsed_df.filter(F.col("reason").isNull())
-    outcomes_df = valid_df.transform(with_dedupe_outcome).transform(
+    with step(spark, request.run_id, "dedupe"):
+        repeated_df = _persist(repeated_ids(valid_df), cached)
+        repeated = repeated_df.count()
+    singles_df, copies_df = split_by_copies(valid_df, repeated_df, repeated <= BROADCAST_LOSERS)
+    # Only the copies of repeated ids are kept: the rest are re-read from the parsed records,
+    # which costs less than storing every record's outcome.
+    copies_df = _persist(copy_outcomes(copies_df), cached, StorageLevel.DISK_ONLY)
+    outcomes_df = singles_df.unionByName(copies_df).transform(
         with_stored_outcome, stored_df, valid_copies <= BROADCAST_LOSERS
     )
-    outcomes_df = _persist(outcomes_df, cached, StorageLevel.DISK_ONLY)
+    if stored_df is not None:  # met with the stored events once, not at every use
+        outcomes_df = _persist(outcomes_df, cached, StorageLevel.DISK_ONLY)
     report.counts = count_records(parsed_df, outcomes_df, request.run_id, by_reason)
     progress(
         f"read {report.counts.records_read:,} records: {report.counts.valid_unique:,} new or "

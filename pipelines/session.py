@@ -91,6 +91,10 @@ def build_session(config: Config, show_progress: bool = False) -> SparkSession:
         # Exact decimals: never round a result's scale away (decimal(38,9) - decimal(38,9)
         # would otherwise become decimal(38,8)); an overflow fails the run instead.
         .config("spark.sql.decimalOperations.allowPrecisionLoss", "false")
+        # Raw records and event ids are all distinct: Parquet's dictionary encoding of those
+        # columns is tried and thrown away for every page of the events and quarantine tables.
+        .config("spark.hadoop.parquet.enable.dictionary#raw", "false")
+        .config("spark.hadoop.parquet.enable.dictionary#event_id", "false")
     )
     active = SparkSession.getActiveSession()
     launched_by_submit = active is None and _launched_by_spark_submit()

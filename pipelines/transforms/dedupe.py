@@ -22,6 +22,7 @@ DEDUPE_COLUMNS = ("record_id", "event_id", *CONTENT_FIELDS, "ingested_at")
 # 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
 BROADCAST_LOSERS = 2_000_000
 _NEVER_INGESTED = 2**63 - 1
+ID_HASH = "_id_hash"
 
 
 def precedence(prefix: str = "") -> Column:
@@ -34,8 +35,45 @@ def precedence(prefix: str = "") -> Column:
     return F.struct(newest_first, *[F.col(f"{prefix}{c}") for c in CONTENT_FIELDS])
 
 
-def with_dedupe_outcome(events_df: DataFrame) -> DataFrame:
+def repeated_ids(events_df: DataFrame) -> DataFrame:
+    """Hashes of the `event_id`s that more than one copy carries: the only ids the window
+    has to order. Two ids sharing a hash only add candidates; the window still decides."""
+    return (
+        events_df.groupBy(F.xxhash64("event_id").alias(ID_HASH))
+        .count()
+        .filter(F.col("count") > 1)
+        .select(ID_HASH, F.lit(True).alias("_has_copies"))
+    )
+
+
+def with_dedupe_outcome(
+    events_df: DataFrame, repeated_df: DataFrame | None = None, broadcast: bool = True
+) -> DataFrame:
     """`DEDUPE_COLUMNS` of every valid copy, plus its `outcome`; no copy is dropped here."""
+    singles_df, copies_df = split_by_copies(events_df, repeated_df, broadcast)
+    return singles_df.unionByName(copy_outcomes(copies_df))
+
+
+def split_by_copies(
+    events_df: DataFrame, repeated_df: DataFrame | None = None, broadcast: bool = True
+) -> tuple[DataFrame, DataFrame]:
+    """(the copies whose id arrives once, already `valid`; the copies of repeated ids).
+
+    Most ids arrive once, so only the ids in `repeated_df` (from `repeated_ids`, broadcast
+    when `broadcast`) go through the window of `copy_outcomes`.
+    """
+    if repeated_df is None:
+        repeated_df = repeated_ids(events_df)
+    hashed = events_df.select(*DEDUPE_COLUMNS, F.xxhash64("event_id").alias(ID_HASH))
+    flagged = hashed.join(F.broadcast(repeated_df) if broadcast else repeated_df, ID_HASH, "left")
+    singles_df = flagged.filter(F.col("_has_copies").isNull()).select(
+        *DEDUPE_COLUMNS, F.lit("valid").alias("outcome")
+    )
+    return singles_df, flagged.filter(F.col("_has_copies")).select(*DEDUPE_COLUMNS)
+
+
+def copy_outcomes(copies_df: DataFrame) -> DataFrame:
+    """Each copy's `outcome`, decided by the window over its `event_id`."""
     copy_order = Window.partitionBy("event_id").orderBy(precedence())
     content = F.struct(*CONTENT_FIELDS)
     # The default frame runs from the first row to the current one: `first` is the winner.
@@ -45,7 +83,7 @@ def with_dedupe_outcome(events_df: DataFrame) -> DataFrame:
         .when(content == winner, F.lit("duplicate"))
         .otherwise(F.lit(CONFLICT))
     )
-    return events_df.select(*DEDUPE_COLUMNS, outcome.alias("outcome"))
+    return copies_df.select(*DEDUPE_COLUMNS, outcome.alias("outcome"))
 
 
 def quarantined_records(parsed_df: DataFrame, outcomes_df: DataFrame, conflicts: int) -> DataFrame:
