@@ -19,13 +19,15 @@ from typing import Any
 EVENT_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount", "ingested_at")
 
 
-def _session(conf: dict[str, str] | None = None):
+def _session(conf: dict[str, str] | None = None, master: str | None = None):
     from pipelines.config import load_config
     from pipelines.session import build_session
 
     config = load_config()
     if conf:
         config = config.with_overrides(**{"spark.conf": {**config.spark.conf, **conf}})
+    if master:
+        config = config.with_overrides(**{"spark.master": master})
     started = time.monotonic()
     spark = build_session(config)
     return spark, time.monotonic() - started
@@ -68,6 +70,18 @@ def backfill_empty(data: Path, work: Path) -> dict[str, Any]:
         "records_read": report.counts.records_read,
         "keys": report.keys.total,
         "profile": step_profile(work / "eventlog", seconds),
+    }
+
+
+def backfill_one_core(data: Path, work: Path) -> dict[str, Any]:
+    """The same full backfill on `local[1]`: what a second core buys (and more, on a cluster)."""
+    spark, startup = _session(master="local[1]")
+    started = time.monotonic()
+    report = _backfill(spark, data, work / "state_one_core")
+    return {
+        "seconds": time.monotonic() - started,
+        "spark_startup_seconds": startup,
+        "records_read": report.counts.records_read,
     }
 
 
@@ -327,6 +341,7 @@ CONTENDERS = {
     "spark_floor": spark_floor,
     "backfill_empty": backfill_empty,
     "backfill_one_percent": backfill_one_percent,
+    "backfill_one_core": backfill_one_core,
     "python_replay": python_replay,
     "duckdb": duckdb_fold,
     "hot_key": hot_key,

@@ -11,11 +11,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,16 @@ from benchmarks.contenders import HOT_KEY_EVENTS
 from pipelines.generate.events import generate_log
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("spark_floor", "backfill_empty", "backfill_one_percent", "python_replay", "duckdb")
+ORDER = (
+    "spark_floor",
+    "backfill_empty",
+    "backfill_one_core",
+    "backfill_one_percent",
+    "python_replay",
+    "duckdb",
+)
+LARGE_ORDER = ("spark_floor", "backfill_empty")  # the large size: does it finish, how it grows
+SMALL_NIGHT = date(2026, 1, 5)  # the last generated day of the small-run log
 
 
 def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
@@ -66,7 +77,7 @@ def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
     return result
 
 
-def bench_size(events: int, out: Path) -> dict[str, Any]:
+def bench_size(events: int, out: Path, order: tuple[str, ...] = ORDER) -> dict[str, Any]:
     data, work = out / f"events-{events}", out / f"work-{events}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -77,7 +88,7 @@ def bench_size(events: int, out: Path) -> dict[str, Any]:
         )
     lines = json.loads((data / "_generator.json").read_text())["lines_written"]
     results: dict[str, Any] = {"events": events, "lines": lines, "contenders": {}}
-    for name in ORDER:
+    for name in order:
         print(f"  {events:>12,} events: {name} ...", file=sys.stderr, flush=True)
         results["contenders"][name] = run_contender(name, data, work)
     floor = results["contenders"]["spark_floor"]["seconds"]
@@ -161,6 +172,92 @@ def nightly_markdown(nightly: dict[str, Any]) -> list[str]:
     return rows
 
 
+def bench_small_runs(out: Path) -> dict[str, Any]:
+    """Whole processes, as a scheduler starts them: a night of about 200,000 events onto
+    tables holding the four days before it, and `backfill demo` (its two backfill steps)."""
+    data, work = out / "small-events", out / "small-runs"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if not (data / "_generator.json").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        generate_log(data, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
+    table = work / "state"
+    history = ["--source", str(data), "--to", str(SMALL_NIGHT - timedelta(days=1)), "--full"]
+    night = ["--source", str(data), "--from", str(SMALL_NIGHT)]
+    print("  small runs: history, then the night as a whole process ...", file=sys.stderr)
+    _cli(["run", *history, "--table", str(table)], cwd=work)
+    seconds, output = _cli(["run", *night, "--table", str(table)], cwd=work)
+    print("  small runs: backfill demo ...", file=sys.stderr, flush=True)
+    demo_seconds, demo_output = _cli(["demo"], cwd=work)
+    took = [float(m) for m in re.findall(r"took\s+([0-9.]+)s", demo_output)]
+    records = re.search(r"read\s+([0-9,]+) records", output)
+    return {
+        "night_seconds": round(seconds, 1),
+        "night_records": int(records.group(1).replace(",", "")) if records else None,
+        "demo_seconds": round(demo_seconds, 1),
+        "demo_steps_seconds": took,
+    }
+
+
+def _cli(args: list[str], cwd: Path) -> tuple[float, str]:
+    """Run `backfill ARGS` as its own process; its wall time and what it printed."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(HERE.parent)},
+    )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"backfill {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def scaling_markdown(report: dict[str, Any]) -> list[str]:
+    """Cores, the large size, and whole-process small runs, where measured."""
+    rows: list[str] = []
+    sizes = {size["events"]: size["contenders"] for size in report["sizes"]}
+    largest = max(sizes) if sizes else None
+    if largest and "backfill_one_core" in sizes[largest]:
+        one, two = sizes[largest]["backfill_one_core"], sizes[largest]["backfill_empty"]
+        if "failed" not in one and "failed" not in two:
+            rows += [
+                "",
+                f"Cores, {largest:,} events: `local[1]` {one['seconds']:.1f} s, `local[2]` "
+                f"{two['seconds']:.1f} s: a second core makes the backfill "
+                f"{one['seconds'] / two['seconds']:.2f}x faster.",
+            ]
+    large = report.get("large")
+    if large and largest:
+        result = large["contenders"]["backfill_empty"]
+        if "failed" in result:
+            rows += ["", f"{large['events']:,} events: failed: {result['failed']}"]
+        else:
+            base = sizes[largest]["backfill_empty"]
+            rows += [
+                "",
+                f"{large['events']:,} events with the default settings: {result['seconds']:.1f} s "
+                f"({result['ratio_to_floor']:.2f}x its floor of "
+                f"{large['contenders']['spark_floor']['seconds']:.1f} s), "
+                f"{result['seconds'] / base['seconds']:.2f}x the {largest:,}-event time for "
+                f"{large['events'] / largest:.0f}x the events; peak RSS "
+                f"{result['peak_rss_mb']:,} MB ({base['peak_rss_mb']:,} MB at {largest:,}).",
+            ]
+    small = report.get("small_runs")
+    if small:
+        steps = ", ".join(f"{s:.1f} s" for s in small["demo_steps_seconds"])
+        rows += [
+            "",
+            "Small runs, each a whole process (Python, JVM and Spark's start included): a "
+            f"night of {small['night_records']:,} records onto tables holding the four days "
+            f"before it, {small['night_seconds']:.1f} s; `backfill demo` "
+            f"{small['demo_seconds']:.1f} s, its two backfill steps {steps}.",
+        ]
+    return rows
+
+
 def machine() -> dict[str, Any]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     return {
@@ -228,6 +325,7 @@ def markdown(report: dict[str, Any]) -> str:
                 for name, p in profile.items()
             ),
         ]
+    rows += scaling_markdown(report)
     if report.get("nightly"):
         rows += nightly_markdown(report["nightly"])
     hot = report.get("hot_key")
@@ -246,19 +344,24 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000")
+    parser.add_argument("--large", type=int, default=30_000_000, help="floor and backfill only")
     parser.add_argument("--nightly", type=int, default=10_000_000, help="events of history")
+    parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
     out = Path(args.out)
     sizes = [bench_size(int(n), out) for n in args.sizes.split(",") if n]
-    nightly = bench_nightly(args.nightly, out) if args.nightly else None
     if sizes:
+        report: dict[str, Any] = {"sizes": sizes}
         print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
-        report = {"sizes": sizes, "hot_key": run_contender("hot_key", out, out)}
-    else:  # `--sizes ''`: only the nightly figures are new; the rest stay from their run
+        report["hot_key"] = run_contender("hot_key", out, out)
+    else:  # `--sizes ''`: the size figures stay from their run
         report = json.loads((HERE / "results.json").read_text())
         report["sizes_measured"] = report.get("sizes_measured", report["date"])
-    report.update(date=time.strftime("%Y-%m-%d"), machine=machine(), nightly=nightly)
+    report["large"] = bench_size(args.large, out, LARGE_ORDER) if args.large else None
+    report["small_runs"] = bench_small_runs(out) if args.small else None
+    report["nightly"] = bench_nightly(args.nightly, out) if args.nightly else None
+    report.update(date=time.strftime("%Y-%m-%d"), machine=machine())
     (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(report))
     print(markdown(report))

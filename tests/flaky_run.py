@@ -1,5 +1,6 @@
 """A backfill on `local[2,4]` (4 attempts per task) whose fold fails the first attempt of
-about a third of the keys: `python -m tests.flaky_run SOURCE TABLE FAILURES_DIR`.
+every task that folds one of about a third of the keys:
+`python -m tests.flaky_run SOURCE TABLE FAILURES_DIR`.
 
 Each injected failure leaves a file in FAILURES_DIR, so the test can count them.
 """
@@ -27,17 +28,14 @@ class FlakyBalance(BalanceFold):
     name = "flaky_balance"
     failures_dir = ""
 
-    def fold_key(self, events: pa.Table) -> pa.Table:
-        key = events["key"][0].as_py()
+    def fold_keys(self, events: pa.Table) -> pa.Table:
         context = TaskContext.get()
-        if (
-            context is not None
-            and context.attemptNumber() == 0
-            and zlib.crc32(key.encode()) % 3 == 0
-        ):
-            (Path(self.failures_dir) / f"{key}-{uuid.uuid4().hex}").touch()
-            raise RuntimeError(f"injected failure folding {key}")
-        return super().fold_key(events)
+        if context is not None and context.attemptNumber() == 0:
+            for key in set(events["key"].to_pylist()):
+                if zlib.crc32(key.encode()) % 3 == 0:
+                    (Path(self.failures_dir) / f"{key}-{uuid.uuid4().hex}").touch()
+                    raise RuntimeError(f"injected failure folding {key}")
+        return super().fold_keys(events)
 
 
 def main(source: str, table: str, failures_dir: str) -> int:

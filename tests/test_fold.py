@@ -108,6 +108,64 @@ def test_apply_in_arrow_equals_pandas_groupby_apply(spark):
     assert_df_equality(folded_df, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def random_rows(rng: random.Random, keys: int, events: int) -> list[tuple[str, str, int, str, str]]:
+    return [
+        (
+            f"k{rng.randrange(keys)}",
+            f"e{i}",
+            rng.randint(1, 40),
+            rng.choice(["add", "subtract", "set"]),
+            str(Decimal(rng.randint(-(10**6), 10**6)).scaleb(-rng.randint(0, 9))),
+        )
+        for i in range(events)
+    ]
+
+
+def per_key(rows) -> list[dict]:
+    by_key: dict[str, list] = {}
+    for row in rows:
+        by_key.setdefault(row[0], []).append(row)
+    return [FOLD.fold_key(events_table(by_key[k])).to_pylist()[0] for k in sorted(by_key)]
+
+
+def test_folding_a_sorted_batch_of_keys_equals_folding_each_key_alone():
+    rng = random.Random(3)
+    for trial in range(100):
+        rows = random_rows(rng, keys=rng.randint(1, 12), events=rng.randint(1, 80))
+        batch = FOLD.sort_events(events_table(rows)).sort_by(
+            [("key", "ascending"), ("seq", "ascending"), ("event_id", "ascending")]
+        )
+        assert FOLD.fold_keys(batch).to_pylist() == per_key(rows), trial
+
+
+def test_keys_that_run_over_many_arrow_batches_fold_whole(spark):
+    """Batches of 7 rows: most keys start in one batch and end in a later one."""
+    rows = random_rows(random.Random(4), keys=9, events=400)
+    rows += [("hot", f"h{i}", i, "add", "1") for i in range(1, 120)]  # 17 batches of one key
+    events_df = spark.createDataFrame(events_table(rows).to_pandas()).selectExpr(
+        "key", "event_id", "seq", "event_time", "op", "CAST(amount AS decimal(27,9)) AS amount"
+    )
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")
+    try:
+        folded = fold_states(events_df, FOLD).orderBy("key").collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert [r.asDict() for r in folded] == [
+        {
+            **state,
+            "last_event_time": state["last_event_time"].replace(tzinfo=None),  # as collected
+            "_mode": "refold",
+            "_events_folded": count,
+            "_deleted": False,
+        }
+        for state, count in zip(
+            per_key(rows),
+            [len([r for r in rows if r[0] == k]) for k in sorted({r[0] for r in rows})],
+            strict=True,
+        )
+    ]
+
+
 def test_resuming_from_a_stored_state_equals_folding_the_whole_history():
     rng = random.Random(5)
     for trial in range(200):

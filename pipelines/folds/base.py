@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from itertools import pairwise
 from typing import ClassVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql.types import StructType
 
 # Columns every fold receives, typed as `parse_events` produces them.
@@ -31,6 +33,18 @@ class Fold(ABC):
     def fold_key(self, events: pa.Table) -> pa.Table:
         """Return a one-row table matching `state_schema` for one key's events."""
 
+    def fold_keys(self, events: pa.Table) -> pa.Table:
+        """One state row per key, in the order the keys appear, for the events of many keys
+        sorted by `key`, `seq` and `event_id` (each key's events whole and contiguous).
+
+        Spark calls this with thousands of keys at a time. By default it calls `fold_key`
+        for each key; a fold may do the whole batch at once, as long as the rows are equal.
+        """
+        boundaries = key_boundaries(events)
+        return pa.concat_tables(
+            [self.fold_key(events.slice(start, end - start)) for start, end in pairwise(boundaries)]
+        )
+
     def resume(self, state: pa.Table, events: pa.Table) -> pa.Table:
         """Continue a stored one-row `state` with events whose `seq` all follow its `last_seq`.
 
@@ -47,3 +61,12 @@ class Fold(ABC):
     def sort_events(events: pa.Table) -> pa.Table:
         """Events in `seq` order; equal `seq` broken by `event_id` so the order is total."""
         return events.sort_by([("seq", "ascending"), ("event_id", "ascending")])
+
+
+def key_boundaries(events: pa.Table) -> list[int]:
+    """Where each key's rows start in `events` (sorted by key), and its row count at the end."""
+    keys = events["key"].combine_chunks()
+    if len(keys) == 0:
+        return [0]
+    changes = pc.indices_nonzero(pc.not_equal(keys[1:], keys[:-1])).to_pylist()
+    return [0, *[i + 1 for i in changes], len(keys)]

@@ -7,12 +7,17 @@ Every output row is a state row (the fold's `state_schema`) plus how it was made
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import pairwise
+
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from pipelines.folds import EVENT_COLUMNS, Fold
+from pipelines.folds.base import key_boundaries
 
 MODE, EVENTS_FOLDED, DELETED = "_mode", "_events_folded", "_deleted"
 REFOLD, RESUME = "refold", "resume"
@@ -28,17 +33,54 @@ def folded_schema(fold: Fold) -> StructType:
 
 
 def fold_states(events_df: DataFrame, fold: Fold) -> DataFrame:
-    """One state row per key of `events_df`, folded from those events alone."""
+    """One state row per key of `events_df`, folded from those events alone.
 
-    def fold_group(events: pa.Table) -> pa.Table:
-        return _tagged(fold.fold_key(events), REFOLD, events.num_rows)
-
+    Spark sorts each partition by key and `seq` (spilling to disk if it must), and the
+    Python worker folds whole batches of keys with `Fold.fold_keys`: no Python call per key.
+    """
+    folder = _SortedFolder(fold)
     return (
         events_df.select(*EVENT_COLUMNS)
-        .groupBy("key")
-        # A one-argument function: Spark passes (key, table) to functions that take two.
-        .applyInArrow(fold_group, folded_schema(fold))
+        .repartition("key")
+        .sortWithinPartitions("key", "seq", "event_id")
+        .mapInArrow(folder.fold_batches, folded_schema(fold))
     )
+
+
+class _SortedFolder:
+    """Folds the batches of a partition sorted by key; a key may run over several batches."""
+
+    def __init__(self, fold: Fold) -> None:
+        self.fold = fold
+
+    def fold_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        held: list[pa.RecordBatch] = []  # the last key seen, which the next batch may continue
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            keys = batch.column("key")
+            last_key = keys[batch.num_rows - 1]
+            if held and keys[0] == last_key and held[-1].column("key")[0] == last_key:
+                held.append(batch)  # all one key, the one already held: keep reading
+                continue
+            # The rows before the batch's last key complete every key they hold.
+            cut = pc.index(keys, last_key).as_py()
+            complete = pa.Table.from_batches([*held, batch.slice(0, cut)])
+            held = [batch.slice(cut)]
+            if complete.num_rows:
+                yield from self._folded(complete)
+        if held:
+            yield from self._folded(pa.Table.from_batches(held))
+
+    def _folded(self, events: pa.Table) -> Iterator[pa.RecordBatch]:
+        boundaries = key_boundaries(events)
+        counts = [end - start for start, end in pairwise(boundaries)]
+        states = self.fold.fold_keys(events)
+        if states.num_rows != len(counts):
+            raise ValueError(
+                f"fold {self.fold.name} returned {states.num_rows} rows for {len(counts)} keys"
+            )
+        yield from _tagged(states, REFOLD, counts).to_batches()
 
 
 def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> DataFrame:
@@ -69,10 +111,11 @@ def deleted_states(keys_df: DataFrame, fold: Fold) -> DataFrame:
     )
 
 
-def _tagged(state: pa.Table, mode: str, events: int) -> pa.Table:
+def _tagged(state: pa.Table, mode: str, events: int | list[int]) -> pa.Table:
     rows = state.num_rows
+    counts = events if isinstance(events, list) else [events] * rows
     return (
         state.append_column(MODE, pa.array([mode] * rows, pa.string()))
-        .append_column(EVENTS_FOLDED, pa.array([events] * rows, pa.int64()))
+        .append_column(EVENTS_FOLDED, pa.array(counts, pa.int64()))
         .append_column(DELETED, pa.array([False] * rows, pa.bool_()))
     )
