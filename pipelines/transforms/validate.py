@@ -1,7 +1,7 @@
 """Parse raw records and give every record that breaks the contract a quarantine reason.
 
-Records are parsed in Python workers (`mapInArrow`) by msgspec, a strict JSON parser: JSON
-numbers with a fraction or exponent come out as `Decimal` from their written digits, so an
+Records are parsed in Python workers (`mapInArrow`) by msgspec, a strict JSON parser: a JSON
+number with a fraction or exponent comes out as the digits written (`JsonNumber`), so an
 amount is never rounded through a double, and a string is told from a number. Each field is
 then checked in contract order; the first failed check is the record's `reason`. Timestamps
 are checked on the JVM by Spark's own cast, so `event_time` means what it meant to every
@@ -68,7 +68,7 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
         F.when(event_time.isNull(), F.lit("bad_type:event_time")),
         F.col("later_reason"),
         F.when(
-            F.col("ingested_at_text").isNotNull() & ingested_at.isNull(), "bad_type:ingested_at"
+            F.col("ingested_at_text").isNotNull() & ingested_at.isNull(), F.lit(BAD_INGESTED_AT)
         ),
     )
     return checked_df.select(
