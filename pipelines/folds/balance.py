@@ -49,10 +49,11 @@ class BalanceFold(Fold):
 
     def fold_keys(self, events: pa.Table) -> pa.Table:
         """Every key of a sorted batch at once: a few array operations for thousands of keys."""
-        starts = np.array(key_boundaries(events)[:-1], dtype=np.int64)
+        boundaries = np.array(key_boundaries(events), dtype=np.int64)
+        starts, counts = boundaries[:-1], np.diff(boundaries)
         rows = np.arange(events.num_rows)
         # Each row's key, numbered; and the position of each key's last `set` (-1: none).
-        group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, events.num_rows)))
+        group = np.repeat(np.arange(len(starts)), counts)
         ops = events["op"]
         is_set = pc.equal(ops, "set").to_numpy(zero_copy_only=False)
         last_set = np.maximum.reduceat(np.where(is_set, rows, -1), starts)
@@ -70,7 +71,7 @@ class BalanceFold(Fold):
         with localcontext() as exact:
             exact.prec = 60  # Python's default 28 digits would round a 38-digit balance
             balances = [o + m for o, m in zip(openings, movements, strict=True)]
-        ends = np.append(starts[1:], events.num_rows) - 1
+        ends = boundaries[1:] - 1
         seqs = events["seq"].to_numpy()
         new_seq = np.ones(events.num_rows, dtype=np.int64)
         new_seq[1:] = seqs[1:] != seqs[:-1]
@@ -81,7 +82,7 @@ class BalanceFold(Fold):
             {
                 "key": events["key"].take(starts),
                 "balance": pa.array(balances, BALANCE_TYPE),
-                "event_count": pa.array(np.diff(np.append(starts, events.num_rows)), pa.int64()),
+                "event_count": pa.array(counts, pa.int64()),
                 "last_seq": pa.array(last_seqs, pa.int64()),
                 "missing_seq_count": pa.array(last_seqs - distinct_seqs, pa.int64()),
                 "last_event_time": events["event_time"].take(ends),
