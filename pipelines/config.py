@@ -17,8 +17,11 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class FieldNames(_Frozen):
-    """Names of the contract's event fields in the raw records."""
+class FieldNames(BaseModel):
+    """Names of the contract's event fields in the raw records; a fold's own fields (such as
+    `snapshot`'s `data`) may be mapped here too, and keep their own name otherwise."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     event_id: str = "event_id"
     key: str = "key"
@@ -29,7 +32,11 @@ class FieldNames(_Frozen):
     ingested_at: str = "ingested_at"
 
     def as_dict(self) -> dict[str, str]:
-        return dict(self.model_dump())
+        names = dict(self.model_dump())
+        for field, name in names.items():
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"config fields.{field}: expected a field name, found {name!r}")
+        return names
 
 
 class QuarantineConfig(_Frozen):
@@ -64,7 +71,8 @@ class EventsConfig(_Frozen):
 
 class Config(_Frozen):
     fields: FieldNames = FieldNames()
-    fold: str = "balance"
+    fold: str = "balance"  # a built-in, an installed plugin's name, or package.module:Class
+    fold_options: dict[str, Any] = Field(default_factory=dict)  # the fold's constructor's
     quarantine: QuarantineConfig = QuarantineConfig()
     events: EventsConfig = EventsConfig()
     spark: SparkConfig = SparkConfig()

@@ -22,7 +22,12 @@ from pipelines.errors import UsageError
 from pipelines.folds import get_fold
 from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
-from pipelines.io.delta_tables import commit_metadata, ensure_table, table_version
+from pipelines.io.delta_tables import (
+    commit_metadata,
+    ensure_table,
+    state_properties,
+    table_version,
+)
 from pipelines.io.sources import DateWindow
 from pipelines.job import Progress, RunRequest, default_quarantine_uri, run_backfill
 from pipelines.report import format_summary
@@ -119,7 +124,7 @@ def write_live_worker_table(spark: SparkSession, table: str, rows: list[dict]) -
     """Write the live worker's balances as a new version of `table`; returns that version."""
     fold = get_fold("balance")
     with commit_metadata(spark, {"writer": "live-worker", "note": "state to be corrected"}):
-        ensure_table(spark, table, fold.state_schema)
+        ensure_table(spark, table, fold.state_schema, properties=state_properties(fold))
         worker_df = spark.createDataFrame(rows, fold.state_schema)
         worker_df.write.format("delta").mode("append").save(table)
     version = table_version(spark, table)

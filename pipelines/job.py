@@ -43,7 +43,7 @@ from pipelines.io.delta_tables import (
     read_version,
     table_version,
 )
-from pipelines.io.events_table import EVENT_ROW_COLUMNS, EVENTS_SCHEMA
+from pipelines.io.events_table import event_row_columns, events_schema
 from pipelines.io.sources import DateWindow, read_raw_records
 from pipelines.report import (
     Counts,
@@ -56,6 +56,7 @@ from pipelines.report import (
 from pipelines.transforms.dedupe import (
     BROADCAST_LOSERS,
     CONFLICT,
+    content_fields,
     copy_outcomes,
     quarantined_records,
     repeated_ids,
@@ -116,7 +117,7 @@ def run_backfill(
     events nor the state were. Raises `RunFailed` when the accounting does not balance.
     """
     started = time.monotonic()
-    fold = get_fold(config.fold)
+    fold = get_fold(config.fold, config.fold_options)
     report = _new_report(config, request)
     buckets = _check_tables(spark, request, fold, report, config.events.buckets)
     cached: list[DataFrame] = []
@@ -159,7 +160,7 @@ def _check_tables(
     report.quarantine_version_after = table_version(spark, request.quarantine_table)
     for uri, schema, version in (
         (request.table, fold.state_schema, report.table_version_before),
-        (request.events_uri, EVENTS_SCHEMA, report.events_version_before),
+        (request.events_uri, events_schema(fold), report.events_version_before),
         (request.quarantine_table, QUARANTINE_SCHEMA, report.quarantine_version_after),
     ):
         if version is not None:
@@ -188,7 +189,7 @@ def _ingest(
     progress(f"reading {len(request.sources)} source(s) and validating every record")
     parsed_df = (
         read_raw_records(spark, request.sources, request.window)
-        .transform(parse_events, config.fields, fold.ops)
+        .transform(parse_events, config.fields, fold)
         # Names a record for the semi-joins that fetch raw text by id; stable because the
         # parsed records are persisted before anything reads the id.
         .withColumn("record_id", F.monotonically_increasing_id())
@@ -207,12 +208,15 @@ def _ingest(
     with step(spark, request.run_id, "dedupe"):
         repeated_df = _persist(repeated_ids(valid_df), cached)
         repeated = repeated_df.count()
-    singles_df, copies_df = split_by_copies(valid_df, repeated_df, repeated <= BROADCAST_LOSERS)
+    content = content_fields(fold)
+    singles_df, copies_df = split_by_copies(
+        valid_df, content, repeated_df, repeated <= BROADCAST_LOSERS
+    )
     # Only the copies of repeated ids are kept: the rest are re-read from the parsed records,
     # which costs less than storing every record's outcome.
-    copies_df = _persist(copy_outcomes(copies_df), cached, StorageLevel.DISK_ONLY)
+    copies_df = _persist(copy_outcomes(copies_df, content), cached, StorageLevel.DISK_ONLY)
     outcomes_df = singles_df.unionByName(copies_df).transform(
-        with_stored_outcome, stored_df, valid_copies <= BROADCAST_LOSERS
+        with_stored_outcome, stored_df, valid_copies <= BROADCAST_LOSERS, content
     )
     if stored_df is not None:  # met with the stored events once, not at every use
         outcomes_df = _persist(outcomes_df, cached, StorageLevel.DISK_ONLY)
@@ -235,7 +239,7 @@ def _ingest(
     return Batch(
         outcomes_df=outcomes_df,
         quarantine_df=quarantine_rows(rejects_df, displaced_df, request.run_id),
-        winners_df=_winners(parsed_df, outcomes_df, valid_copies, report, buckets),
+        winners_df=_winners(parsed_df, outcomes_df, valid_copies, report, buckets, fold),
         stored_df=stored_df,
     )
 
@@ -246,6 +250,7 @@ def _winners(
     valid_copies: int,
     report: RunReport,
     buckets: int,
+    fold: Fold,
 ) -> DataFrame | None:
     """The accepted records, raw text included, as rows of the events table.
 
@@ -265,7 +270,7 @@ def _winners(
     rows_df = valid_df.join(
         F.broadcast(ids_df) if size <= BROADCAST_LOSERS else ids_df, "record_id", how
     )
-    return events_table.as_event_rows(rows_df, report.run_id, buckets)
+    return events_table.as_event_rows(rows_df, report.run_id, buckets, fold)
 
 
 def _commit(
@@ -296,7 +301,7 @@ def _commit(
             progress(f"storing {report.counts.valid_unique:,} events in {request.events_uri}")
             with step(spark, request.run_id, "events"):
                 stored = events_table.merge_events(
-                    spark, request.events_uri, batch.winners_df, buckets
+                    spark, request.events_uri, batch.winners_df, buckets, fold
                 )
             report.events_inserted, report.events_replaced = stored.inserted, stored.updated
     report.events_version_after = table_version(spark, request.events_uri)
@@ -400,15 +405,20 @@ def _dry_run(
     """Fold as a real run would, over the events table as this batch would leave it."""
     report.status = "dry_run"
     stored_df, winners_df = batch.stored_df, batch.winners_df
+    columns = event_row_columns(fold)
     replaced_ids = batch.outcomes_df.filter("replaces").select("event_id")
     history_parts, change_parts = [], []
     if stored_df is not None:
         history_parts.append(stored_df.join(replaced_ids, "event_id", "left_anti"))
-        change_parts.append(_as_change(stored_df, replaced_ids, "left_semi", "update_preimage"))
+        change_parts.append(
+            _as_change(stored_df, replaced_ids, "left_semi", "update_preimage", columns)
+        )
     if winners_df is not None:
         history_parts.append(winners_df)
-        change_parts.append(_as_change(winners_df, replaced_ids, "left_anti", "insert"))
-        change_parts.append(_as_change(winners_df, replaced_ids, "left_semi", "update_postimage"))
+        change_parts.append(_as_change(winners_df, replaced_ids, "left_anti", "insert", columns))
+        change_parts.append(
+            _as_change(winners_df, replaced_ids, "left_semi", "update_postimage", columns)
+        )
     if not history_parts:
         return
     events_id = (
@@ -419,16 +429,18 @@ def _dry_run(
     mark, before = _mark(spark, request, report, events_id), report.events_version_before
     if mark is not None and before is not None and mark < before:
         committed = events_table.read_changes(spark, request.events_uri, mark, before)
-        change_parts.append(committed.select(*EVENT_ROW_COLUMNS, "_change_type"))
-    history_df = reduce(DataFrame.unionByName, history_parts).select(*EVENT_ROW_COLUMNS)
+        change_parts.append(committed.select(*columns, "_change_type"))
+    history_df = reduce(DataFrame.unionByName, history_parts).select(*columns)
     changes_df = reduce(DataFrame.unionByName, change_parts)
     _fold_changes(spark, request, report, fold, history_df, changes_df, buckets, cached)
 
 
-def _as_change(rows_df: DataFrame, ids_df: DataFrame, how: str, change_type: str) -> DataFrame:
+def _as_change(
+    rows_df: DataFrame, ids_df: DataFrame, how: str, change_type: str, columns: list[str]
+) -> DataFrame:
     """The rows of `rows_df` joined (`how`) with `ids_df`, as change feed rows."""
     return rows_df.join(ids_df, "event_id", how).select(
-        *EVENT_ROW_COLUMNS, F.lit(change_type).alias("_change_type")
+        *columns, F.lit(change_type).alias("_change_type")
     )
 
 

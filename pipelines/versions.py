@@ -14,10 +14,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from pipelines.errors import UsageError
-from pipelines.io.delta_tables import commit_metadata, table_version
+from pipelines.io.delta_tables import MEASURE_PROPERTY, commit_metadata, table_version
 from pipelines.transforms.diff import compare_snapshots, net_change_feed
-
-MEASURES = ("balance",)  # state columns whose change a diff sums up, when the table has one
 
 
 @dataclass
@@ -98,7 +96,7 @@ def diff(
         if not 0 <= version <= latest:
             raise UsageError(f"{uri} has versions 0 to {latest}; there is no version {version}")
     columns = [c for c in table.toDF().columns if c != "key"]
-    measure = next((m for m in MEASURES if m in columns), None)
+    measure = _measure(table, columns)
     if from_version < to_version:
         try:
             feed = (
@@ -142,6 +140,15 @@ def rollback(
     new_version = table_version(spark, uri)
     assert new_version is not None
     return undone, new_version
+
+
+def _measure(table: DeltaTable, columns: list[str]) -> str | None:
+    """The state column whose change a diff sums up: the one the table's fold declared when
+    it created the table (none for a fold without a measure, or a table made elsewhere)."""
+    detail = table.detail().select("properties").first()
+    properties = dict(detail["properties"] or {}) if detail else {}
+    measure = properties.get(MEASURE_PROPERTY)
+    return measure if measure in columns else None
 
 
 def _read(spark: SparkSession, uri: str, version: int) -> DataFrame:

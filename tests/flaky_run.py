@@ -17,7 +17,6 @@ import pyarrow as pa
 from pyspark import TaskContext
 
 from pipelines.config import load_config
-from pipelines.folds import FOLDS
 from pipelines.folds.balance import BalanceFold
 from pipelines.job import RunRequest, run_backfill
 from pipelines.report import json_default
@@ -26,7 +25,9 @@ from pipelines.session import build_session
 
 class FlakyBalance(BalanceFold):
     name = "flaky_balance"
-    failures_dir = ""
+
+    def __init__(self, failures_dir: str) -> None:
+        self.failures_dir = failures_dir
 
     def fold_keys(self, events: pa.Table) -> pa.Table:
         context = TaskContext.get()
@@ -39,10 +40,14 @@ class FlakyBalance(BalanceFold):
 
 
 def main(source: str, table: str, failures_dir: str) -> int:
-    FlakyBalance.failures_dir = failures_dir
-    FOLDS[FlakyBalance.name] = FlakyBalance
+    # Found by import path, with its option from the config, as a user's fold would be.
     config = load_config().with_overrides(
-        **{"fold": FlakyBalance.name, "spark.master": "local[2,4]", "spark.shuffle_partitions": 4}
+        **{
+            "fold": "tests.flaky_run:FlakyBalance",
+            "fold_options": {"failures_dir": failures_dir},
+            "spark.master": "local[2,4]",
+            "spark.shuffle_partitions": 4,
+        }
     )
     spark = build_session(config)
     request = RunRequest(sources=[source], table=table, quarantine_table=f"{table}_quarantine")

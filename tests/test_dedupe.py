@@ -10,7 +10,10 @@ from chispa import assert_df_equality
 
 from pipelines.accounting import count_records
 from pipelines.errors import RunFailed
-from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
+from pipelines.folds import get_fold
+from pipelines.transforms.dedupe import content_fields, quarantined_records, with_dedupe_outcome
+
+CONTENT = content_fields(get_fold("balance"))
 
 PARSED = (
     "record_id long, source_file string, raw string, event_id string, key string, seq long, "
@@ -56,7 +59,7 @@ def test_outcome_of_every_copy(spark):
         ],
         PARSED,
     )
-    actual = with_dedupe_outcome(parsed_df).select("record_id", "outcome")
+    actual = with_dedupe_outcome(parsed_df, CONTENT).select("record_id", "outcome")
     expected = spark.createDataFrame(
         [
             (1, "valid"),
@@ -83,7 +86,7 @@ def test_quarantine_holds_invalid_records_and_conflict_losers_with_their_raw_tex
         ],
         PARSED,
     )
-    outcomes_df = with_dedupe_outcome(valid(parsed_df))
+    outcomes_df = with_dedupe_outcome(valid(parsed_df), CONTENT)
     for conflicts in (1, 10**9):  # broadcast ids, then a plain semi-join
         actual = quarantined_records(parsed_df, outcomes_df, conflicts).select(
             "source_file", "raw", "reason"
@@ -104,7 +107,9 @@ def test_conflict_with_equal_ingested_at_is_decided_by_content_not_input_order(s
     winners = set()
     for ordered in (copies, copies[::-1]):
         df = spark.createDataFrame(ordered, PARSED).repartition(2)
-        winners.add(with_dedupe_outcome(df).filter("outcome = 'valid'").first()["record_id"])
+        winners.add(
+            with_dedupe_outcome(df, CONTENT).filter("outcome = 'valid'").first()["record_id"]
+        )
     assert winners == {1}  # amount 1 sorts first: the smaller content wins a tie
 
 
@@ -113,7 +118,7 @@ def test_a_copy_lost_between_parsing_and_dedupe_fails_the_accounting(spark):
         [row(1, "a"), row(2, "a"), row(3, "b"), (9, "c.jsonl", "junk", *[None] * 7, "bad_seq")],
         PARSED,
     )
-    outcomes_df = with_dedupe_outcome(valid(parsed_df))
+    outcomes_df = with_dedupe_outcome(valid(parsed_df), CONTENT)
     counts = count_records(parsed_df, outcomes_df, "test-run")
     assert (counts.records_read, counts.valid_unique, counts.duplicates_dropped) == (4, 2, 1)
     assert counts.quarantined_by_reason == {"bad_seq": 1}

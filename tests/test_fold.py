@@ -11,7 +11,7 @@ import pyarrow as pa
 from chispa import assert_df_equality
 
 from pipelines.folds import get_fold
-from pipelines.transforms.fold import fold_states
+from pipelines.transforms.fold import SEQ_ORDER, fold_states
 
 FOLD = get_fold("balance")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -34,7 +34,8 @@ def events_table(rows: list[tuple[str, str, int, str, str]]) -> pa.Table:
 
 
 def fold_one(rows):
-    return FOLD.fold_key(events_table(rows)).to_pylist()[0]
+    """As the pipeline calls it: the key's events sorted by `seq`, then `event_id`."""
+    return FOLD.fold_key(events_table(rows).sort_by(SEQ_ORDER)).to_pylist()[0]
 
 
 def test_set_resets_and_order_is_by_seq_not_arrival():
@@ -100,7 +101,9 @@ def test_apply_in_arrow_equals_pandas_groupby_apply(spark):
         )
     )
     expected_pdf = pd.concat(
-        FOLD.fold_key(pa.Table.from_pandas(group, preserve_index=False)).to_pandas()
+        FOLD.fold_key(
+            pa.Table.from_pandas(group, preserve_index=False).sort_by(SEQ_ORDER)
+        ).to_pandas()
         for _, group in table.to_pandas().groupby("key")
     )
     expected = spark.createDataFrame(expected_pdf, FOLD.state_schema)
@@ -125,16 +128,14 @@ def per_key(rows) -> list[dict]:
     by_key: dict[str, list] = {}
     for row in rows:
         by_key.setdefault(row[0], []).append(row)
-    return [FOLD.fold_key(events_table(by_key[k])).to_pylist()[0] for k in sorted(by_key)]
+    return [fold_one(by_key[k]) for k in sorted(by_key)]
 
 
 def test_folding_a_sorted_batch_of_keys_equals_folding_each_key_alone():
     rng = random.Random(3)
     for trial in range(100):
         rows = random_rows(rng, keys=rng.randint(1, 12), events=rng.randint(1, 80))
-        batch = FOLD.sort_events(events_table(rows)).sort_by(
-            [("key", "ascending"), ("seq", "ascending"), ("event_id", "ascending")]
-        )
+        batch = events_table(rows).sort_by([("key", "ascending"), *SEQ_ORDER])
         assert FOLD.fold_keys(batch).to_pylist() == per_key(rows), trial
 
 
@@ -183,4 +184,4 @@ def test_resuming_from_a_stored_state_equals_folding_the_whole_history():
         cut = rng.randint(1, len(rows) - 1)
         head, tail = events_table(rows[:cut]), events_table(rows[cut:])
         resumed = FOLD.resume(FOLD.fold_key(head), tail)
-        assert resumed.to_pylist() == FOLD.fold_key(events_table(rows)).to_pylist()
+        assert resumed.to_pylist() == [fold_one(rows)]

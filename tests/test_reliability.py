@@ -372,7 +372,7 @@ def test_generated_hostile_records_get_the_reference_reason(spark, lines, reliab
     raw_df = spark.createDataFrame(
         [(f"f{i}.jsonl", line) for i, line in enumerate(lines)], "source_file string, raw string"
     )
-    parsed = raw_df.transform(parse_events, FieldNames(), FOLD.ops).select("source_file", "reason")
+    parsed = raw_df.transform(parse_events, FieldNames(), FOLD).select("source_file", "reason")
     actual = {r["source_file"]: r["reason"] for r in parsed.collect()}
     expected = {f"f{i}.jsonl": reference_validate(line)[1] for i, line in enumerate(lines)}
     assert len(actual) == len(lines)  # nothing dropped

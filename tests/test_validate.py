@@ -17,6 +17,7 @@ from pyspark.sql.types import (
 )
 
 from pipelines.config import FieldNames
+from pipelines.folds import get_fold
 from pipelines.transforms.validate import parse_events
 
 OPS = {"add", "subtract", "set"}
@@ -41,7 +42,9 @@ def validate(spark, lines: list[str], fields: FieldNames | None = None):
     raw_df = spark.createDataFrame(
         [("f.jsonl", line) for line in lines], "source_file string, raw string"
     )
-    return raw_df.transform(parse_events, fields or FieldNames(), OPS).drop("source_file")
+    return raw_df.transform(parse_events, fields or FieldNames(), get_fold("balance")).drop(
+        "source_file"
+    )
 
 
 def reasons(spark, lines: list[str]) -> list[str | None]:

@@ -16,7 +16,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from pipelines.folds.base import Fold, key_boundaries
+from pipelines.folds.base import EventField, Fold, key_boundaries
 
 BALANCE_TYPE = pa.decimal128(38, 9)
 
@@ -31,8 +31,9 @@ class BalanceFold(Fold):
 
     name = "balance"
     ops = frozenset({"add", "subtract", "set"})
+    fields = (EventField("amount", "decimal"),)
     measure = "balance"
-    can_resume = True
+    count_column = "event_count"
     state_schema = StructType(
         [
             StructField("key", StringType(), False),
@@ -96,7 +97,7 @@ class BalanceFold(Fold):
         return self._fold(events, row["balance"], row["event_count"], seen)
 
     def _fold(self, events: pa.Table, opening: Decimal, count: int, seen_seqs: int) -> pa.Table:
-        ordered = self.sort_events(events)
+        ordered = events  # sorted by `seq` before the fold is called
         ops = ordered["op"]
         amounts = ordered["amount"].cast(BALANCE_TYPE)
         set_positions = pc.indices_nonzero(pc.equal(ops, "set"))

@@ -111,6 +111,17 @@ def read_version(spark: SparkSession, uri: str, version: int | None) -> DataFram
     return spark.read.format("delta").option("versionAsOf", version).load(uri)
 
 
+FOLD_PROPERTY, MEASURE_PROPERTY = "backfill.fold", "backfill.measure"
+
+
+def state_properties(fold: Fold) -> dict[str, str]:
+    """What a state table records about its fold, for readers that do not know it (`diff`)."""
+    properties = {FOLD_PROPERTY: fold.name}
+    if fold.measure:
+        properties[MEASURE_PROPERTY] = fold.measure
+    return properties
+
+
 def ensure_table(
     spark: SparkSession,
     uri: str,
@@ -165,7 +176,7 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
     values: dict[str, str | Column] = {c: f"s.`{c}`" for c in ("key", *fold.state_columns)}
 
     def merge() -> MergeResult:
-        table = ensure_table(spark, uri, fold.state_schema)
+        table = ensure_table(spark, uri, fold.state_schema, properties=state_properties(fold))
         metrics = (
             table.alias("t")
             .merge(source_df.alias("s"), "t.key = s.key")

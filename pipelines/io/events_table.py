@@ -11,7 +11,6 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    DecimalType,
     IntegerType,
     LongType,
     StringType,
@@ -20,6 +19,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from pipelines.folds import Fold
 from pipelines.io.delta_tables import (
     MergeResult,
     ensure_table,
@@ -27,29 +27,42 @@ from pipelines.io.delta_tables import (
     retry_conflicts,
     table_version,
 )
-from pipelines.transforms.dedupe import CONTENT_FIELDS, precedence
+from pipelines.transforms.dedupe import content_fields, precedence
 from pipelines.transforms.stored import BUCKET as BUCKET_COLUMN
 
 BUCKETS_PROPERTY = "backfill.keyBuckets"
-EVENTS_SCHEMA = StructType(
-    [
-        StructField(BUCKET_COLUMN, IntegerType(), False),
-        StructField("event_id", StringType(), False),
-        StructField("key", StringType(), False),
-        StructField("seq", LongType(), False),
-        StructField("event_time", TimestampType(), False),
-        StructField("op", StringType(), False),
-        StructField("amount", DecimalType(27, 9), True),
-        StructField("ingested_at", TimestampType(), True),
-        StructField("source_file", StringType(), False),
-        StructField("raw", StringType(), True),
-        StructField("run_id", StringType(), False),
-    ]
-)
-EVENT_ROW_COLUMNS = [f.name for f in EVENTS_SCHEMA.fields]
-# Delta keeps min/max statistics of these only: the raw text and source file of every event
-# are never filtered on, and their statistics cost a sixth of the table's write.
-STATS_COLUMNS = "event_id,key,seq,event_time,op,amount,ingested_at,run_id"
+
+
+def events_schema(fold: Fold) -> StructType:
+    """The common fields, the fold's own (typed as it declares them), and what a later
+    conflict needs to quarantine a stored event: its raw text and source file."""
+    return StructType(
+        [
+            StructField(BUCKET_COLUMN, IntegerType(), False),
+            StructField("event_id", StringType(), False),
+            StructField("key", StringType(), False),
+            StructField("seq", LongType(), False),
+            StructField("event_time", TimestampType(), False),
+            StructField("op", StringType(), False),
+            *[StructField(f.name, f.spark_type, True) for f in fold.fields],
+            StructField("ingested_at", TimestampType(), True),
+            StructField("source_file", StringType(), False),
+            StructField("raw", StringType(), True),
+            StructField("run_id", StringType(), False),
+        ]
+    )
+
+
+def event_row_columns(fold: Fold) -> list[str]:
+    return [f.name for f in events_schema(fold).fields]
+
+
+def _stats_columns(fold: Fold) -> str:
+    """Delta keeps min/max statistics of these only: the raw text and source file of every
+    event (and JSON documents) are never filtered on, and their statistics cost a sixth of
+    the table's write."""
+    own = [f.name for f in fold.fields if f.type != "json"]
+    return ",".join(["event_id", "key", "seq", "event_time", "op", *own, "ingested_at", "run_id"])
 
 
 def default_events_uri(table_uri: str) -> str:
@@ -79,10 +92,10 @@ def _detail(spark: SparkSession, uri: str) -> Row:
     return detail
 
 
-def as_event_rows(winners_df: DataFrame, run_id: str, buckets: int) -> DataFrame:
+def as_event_rows(winners_df: DataFrame, run_id: str, buckets: int, fold: Fold) -> DataFrame:
     """Accepted records (typed fields, `source_file`, `raw`) as rows of the events table."""
     return winners_df.withColumn(BUCKET_COLUMN, key_bucket(F.col("key"), buckets)).select(
-        *[c for c in EVENT_ROW_COLUMNS if c != "run_id"], F.lit(run_id).alias("run_id")
+        *[c for c in event_row_columns(fold) if c != "run_id"], F.lit(run_id).alias("run_id")
     )
 
 
@@ -101,27 +114,32 @@ def read_changes(spark: SparkSession, uri: str, after: int | None, upto: int) ->
     )
 
 
-def merge_events(spark: SparkSession, uri: str, rows_df: DataFrame, buckets: int) -> MergeResult:
+def merge_events(
+    spark: SparkSession, uri: str, rows_df: DataFrame, buckets: int, fold: Fold
+) -> MergeResult:
     """Insert events not stored yet; replace a stored copy that a newer, different copy beats.
 
     The MERGE itself decides, by the same precedence as the dedupe window, so a retry after a
     concurrent commit (or a rerun) never stores an event twice or lets an older copy win.
     """
+    content = content_fields(fold)
     stored, incoming = (
-        F.struct(*[F.col(f"t.{c}") for c in CONTENT_FIELDS]),
-        F.struct(*[F.col(f"s.{c}") for c in CONTENT_FIELDS]),
+        F.struct(*[F.col(f"t.{c}") for c in content]),
+        F.struct(*[F.col(f"s.{c}") for c in content]),
     )
-    beats_stored = ~incoming.eqNullSafe(stored) & (precedence("s.") < precedence("t."))
+    beats_stored = ~incoming.eqNullSafe(stored) & (
+        precedence(content, "s.") < precedence(content, "t.")
+    )
 
     def merge() -> MergeResult:
         table = ensure_table(
             spark,
             uri,
-            EVENTS_SCHEMA,
+            events_schema(fold),
             partition_by=BUCKET_COLUMN,
             properties={
                 BUCKETS_PROPERTY: str(buckets),
-                "delta.dataSkippingStatsColumns": STATS_COLUMNS,
+                "delta.dataSkippingStatsColumns": _stats_columns(fold),
             },
         )
         metrics = (

@@ -2,8 +2,8 @@
 
 Every valid copy of an event gets an `outcome`:
 - `valid`: the winning copy, the one with the latest `ingested_at`; ties are broken by the
-  content itself (`key`, `seq`, `event_time`, `op`, `amount`), so the choice is total and
-  deterministic whatever the order of files and lines;
+  content itself (`key`, `seq`, `event_time`, `op` and the fold's own fields, such as
+  `amount`), so the choice is total and deterministic whatever the order of files and lines;
 - `duplicate`: same content as the winner, dropped and counted;
 - `conflicting_duplicate`: different content, a loser, to be quarantined.
 
@@ -16,23 +16,33 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-CONTENT_FIELDS = ("key", "seq", "event_time", "op", "amount")
+from pipelines.folds import Fold
+
+COMMON_CONTENT = ("key", "seq", "event_time", "op")
 CONFLICT = "conflicting_duplicate"  # the outcome of a loser, and its quarantine reason
-DEDUPE_COLUMNS = ("record_id", "event_id", *CONTENT_FIELDS, "ingested_at")
 # 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
 BROADCAST_LOSERS = 2_000_000
 _NEVER_INGESTED = 2**63 - 1
 ID_HASH = "_id_hash"
 
 
-def precedence(prefix: str = "") -> Column:
+def content_fields(fold: Fold) -> tuple[str, ...]:
+    """What two copies of an event must share to be identical: all but id and arrival."""
+    return (*COMMON_CONTENT, *(f.name for f in fold.fields))
+
+
+def dedupe_columns(content: tuple[str, ...]) -> tuple[str, ...]:
+    return ("record_id", "event_id", *content, "ingested_at")
+
+
+def precedence(content: tuple[str, ...], prefix: str = "") -> Column:
     """Which of two copies wins: the smaller value. The latest `ingested_at` first (a copy
     without one last), then the content itself, so the order is total and deterministic.
 
     One definition for the window within a batch and for a batch against stored events.
     """
     newest_first = F.coalesce(-F.unix_micros(F.col(f"{prefix}ingested_at")), F.lit(_NEVER_INGESTED))
-    return F.struct(newest_first, *[F.col(f"{prefix}{c}") for c in CONTENT_FIELDS])
+    return F.struct(newest_first, *[F.col(f"{prefix}{c}") for c in content])
 
 
 def repeated_ids(events_df: DataFrame) -> DataFrame:
@@ -47,15 +57,21 @@ def repeated_ids(events_df: DataFrame) -> DataFrame:
 
 
 def with_dedupe_outcome(
-    events_df: DataFrame, repeated_df: DataFrame | None = None, broadcast: bool = True
+    events_df: DataFrame,
+    content: tuple[str, ...],
+    repeated_df: DataFrame | None = None,
+    broadcast: bool = True,
 ) -> DataFrame:
-    """`DEDUPE_COLUMNS` of every valid copy, plus its `outcome`; no copy is dropped here."""
-    singles_df, copies_df = split_by_copies(events_df, repeated_df, broadcast)
-    return singles_df.unionByName(copy_outcomes(copies_df))
+    """`dedupe_columns` of every valid copy, plus its `outcome`; no copy is dropped here."""
+    singles_df, copies_df = split_by_copies(events_df, content, repeated_df, broadcast)
+    return singles_df.unionByName(copy_outcomes(copies_df, content))
 
 
 def split_by_copies(
-    events_df: DataFrame, repeated_df: DataFrame | None = None, broadcast: bool = True
+    events_df: DataFrame,
+    content: tuple[str, ...],
+    repeated_df: DataFrame | None = None,
+    broadcast: bool = True,
 ) -> tuple[DataFrame, DataFrame]:
     """(the copies whose id arrives once, already `valid`; the copies of repeated ids).
 
@@ -64,26 +80,27 @@ def split_by_copies(
     """
     if repeated_df is None:
         repeated_df = repeated_ids(events_df)
-    hashed = events_df.select(*DEDUPE_COLUMNS, F.xxhash64("event_id").alias(ID_HASH))
+    columns = dedupe_columns(content)
+    hashed = events_df.select(*columns, F.xxhash64("event_id").alias(ID_HASH))
     flagged = hashed.join(F.broadcast(repeated_df) if broadcast else repeated_df, ID_HASH, "left")
     singles_df = flagged.filter(F.col("_has_copies").isNull()).select(
-        *DEDUPE_COLUMNS, F.lit("valid").alias("outcome")
+        *columns, F.lit("valid").alias("outcome")
     )
-    return singles_df, flagged.filter(F.col("_has_copies")).select(*DEDUPE_COLUMNS)
+    return singles_df, flagged.filter(F.col("_has_copies")).select(*columns)
 
 
-def copy_outcomes(copies_df: DataFrame) -> DataFrame:
+def copy_outcomes(copies_df: DataFrame, content: tuple[str, ...]) -> DataFrame:
     """Each copy's `outcome`, decided by the window over its `event_id`."""
-    copy_order = Window.partitionBy("event_id").orderBy(precedence())
-    content = F.struct(*CONTENT_FIELDS)
+    copy_order = Window.partitionBy("event_id").orderBy(precedence(content))
+    copy_content = F.struct(*content)
     # The default frame runs from the first row to the current one: `first` is the winner.
-    winner = F.first(content).over(copy_order)
+    winner = F.first(copy_content).over(copy_order)
     outcome = (
         F.when(F.row_number().over(copy_order) == 1, F.lit("valid"))
-        .when(content == winner, F.lit("duplicate"))
+        .when(copy_content.eqNullSafe(winner), F.lit("duplicate"))
         .otherwise(F.lit(CONFLICT))
     )
-    return copies_df.select(*DEDUPE_COLUMNS, outcome.alias("outcome"))
+    return copies_df.select(*dedupe_columns(content), outcome.alias("outcome"))
 
 
 def quarantined_records(parsed_df: DataFrame, outcomes_df: DataFrame, conflicts: int) -> DataFrame:

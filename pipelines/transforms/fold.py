@@ -16,11 +16,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
-from pipelines.folds import EVENT_COLUMNS, Fold
+from pipelines.folds import Fold
 from pipelines.folds.base import key_boundaries
 
 MODE, EVENTS_FOLDED, DELETED = "_mode", "_events_folded", "_deleted"
 REFOLD, RESUME = "refold", "resume"
+SEQ_ORDER = [("seq", "ascending"), ("event_id", "ascending")]
 _EXTRAS = [
     StructField(MODE, StringType(), False),
     StructField(EVENTS_FOLDED, LongType(), False),
@@ -40,7 +41,7 @@ def fold_states(events_df: DataFrame, fold: Fold) -> DataFrame:
     """
     folder = _SortedFolder(fold)
     return (
-        events_df.select(*EVENT_COLUMNS)
+        events_df.select(*fold.event_columns)
         .repartition("key")
         .sortWithinPartitions("key", "seq", "event_id")
         .mapInArrow(folder.fold_batches, folded_schema(fold))
@@ -80,7 +81,7 @@ class _SortedFolder:
             raise ValueError(
                 f"fold {self.fold.name} returned {states.num_rows} rows for {len(counts)} keys"
             )
-        yield from _tagged(states, REFOLD, counts).to_batches()
+        yield from _tagged(states, REFOLD, counts, self.fold).to_batches()
 
 
 def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> DataFrame:
@@ -88,14 +89,15 @@ def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> 
     state_columns = [f.name for f in fold.state_schema.fields]
 
     def resume_group(state: pa.Table, events: pa.Table) -> pa.Table:
+        events = events.sort_by(SEQ_ORDER)  # rows of a group arrive in no order
         if state.num_rows == 0:
-            return _tagged(fold.fold_key(events), RESUME, events.num_rows)
-        return _tagged(fold.resume(state, events), RESUME, events.num_rows)
+            return _tagged(fold.fold_key(events), RESUME, events.num_rows, fold)
+        return _tagged(fold.resume(state, events), RESUME, events.num_rows, fold)
 
     return (
         state_df.select(*state_columns)
         .groupBy("key")
-        .cogroup(new_events_df.select(*EVENT_COLUMNS).groupBy("key"))
+        .cogroup(new_events_df.select(*fold.event_columns).groupBy("key"))
         .applyInArrow(resume_group, folded_schema(fold))
     )
 
@@ -111,11 +113,34 @@ def deleted_states(keys_df: DataFrame, fold: Fold) -> DataFrame:
     )
 
 
-def _tagged(state: pa.Table, mode: str, events: int | list[int]) -> pa.Table:
+def _tagged(state: pa.Table, mode: str, events: int | list[int], fold: Fold) -> pa.Table:
+    """The fold's rows, cast to its declared schema (a mismatch fails here, naming the fold),
+    with how they were made and whether each is a deletion."""
     rows = state.num_rows
     counts = events if isinstance(events, list) else [events] * rows
+    deleted = fold.is_deleted(state)
+    if deleted is None:
+        deleted = pa.array([False] * rows, pa.bool_())
     return (
-        state.append_column(MODE, pa.array([mode] * rows, pa.string()))
+        conform(state, fold)
+        .append_column(MODE, pa.array([mode] * rows, pa.string()))
         .append_column(EVENTS_FOLDED, pa.array(counts, pa.int64()))
-        .append_column(DELETED, pa.array([False] * rows, pa.bool_()))
+        .append_column(DELETED, deleted)
     )
+
+
+def conform(state: pa.Table, fold: Fold) -> pa.Table:
+    """`state` as the fold's `arrow_schema`, or a `ValueError` saying how it differs."""
+    schema = fold.arrow_schema
+    if state.column_names != schema.names:
+        raise ValueError(
+            f"fold {fold.name} returned columns {state.column_names}, "
+            f"its state_schema declares {schema.names}"
+        )
+    try:
+        return state.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise ValueError(
+            f"fold {fold.name} returned {state.schema} where its state_schema declares "
+            f"{schema}: {exc}"
+        ) from exc

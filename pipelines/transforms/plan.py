@@ -41,7 +41,10 @@ def with_fold_mode(touched_df: DataFrame, state_df: DataFrame | None, fold: Fold
     follows = F.col("first_new_seq") > F.col("stored_last_seq")
     if not fold.can_resume:
         follows = F.lit(False)
-    resume = F.col("only_inserts") & (F.col("stored_last_seq").isNull() | follows)
+    # A fold that deletes keeps no row for a deleted key, though the key has a history:
+    # only a stored row tells that the new events are all there is to fold.
+    no_row = F.lit(False) if fold.deletes else F.col("stored_last_seq").isNull()
+    resume = F.col("only_inserts") & (no_row | follows)
     return touched_df.join(stored_df, "key", "left").select(
         "key", resume.alias("resume"), "lost_events"
     )

@@ -71,30 +71,23 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
 def _cause(change: Column, fold: Fold, resumed: Column) -> Column:
     """Why a key's stored state was wrong, where the state's columns tell.
 
-    A key resumed with new events simply has them (`new_events`). Otherwise: more events now
-    than the table counted: it missed events (a late one, say). Fewer: it applied some twice.
-    As many but another result: they were applied out of order (or a conflicting copy won).
+    A key resumed with new events simply has them (`new_events`). Otherwise, for a fold that
+    counts its events (`count_column`): more events now than the table counted: it missed
+    events (a late one, say). Fewer: it applied some twice. As many but another state: they
+    were applied out of order, or a conflicting copy won (`order_or_content`).
     """
-    if "event_count" not in fold.state_columns:
-        return (
-            F.when(change == "insert", "new_key")
-            .when((change == "update") & resumed, "new_events")
-            .when(change == "update", "changed")
-            .when(change == "delete", "no_events_left")
-        )
-    count, count_before = F.col("event_count"), F.col("before_event_count")
-    measure_differs = (
-        ~F.col(fold.measure).eqNullSafe(F.col(f"before_{fold.measure}"))
-        if fold.measure
-        else F.lit(False)
-    )
-    return (
+    cause = (
         F.when(change == "insert", "new_key")
         .when(change == "delete", "no_events_left")
         .when(change == "unchanged", None)
         .when(resumed, "new_events")
-        .when(count > count_before, "missing_events")
-        .when(count < count_before, "duplicates_applied")
-        .when(measure_differs, "order_or_content")
-        .otherwise("bookkeeping")
     )
+    if fold.count_column is not None:
+        count, count_before = F.col(fold.count_column), F.col(f"before_{fold.count_column}")
+        cause = cause.when(count > count_before, "missing_events").when(
+            count < count_before, "duplicates_applied"
+        )
+    if fold.measure is None:
+        return cause.otherwise("order_or_content")
+    measure_differs = ~F.col(fold.measure).eqNullSafe(F.col(f"before_{fold.measure}"))
+    return cause.when(measure_differs, "order_or_content").otherwise("bookkeeping")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.transforms.dedupe import CONFLICT, CONTENT_FIELDS, precedence
+from pipelines.transforms.dedupe import CONFLICT, precedence
 
 STORED = "stored_"
 BUCKET = "key_bucket"  # the events table's partition column (io.events_table uses this one)
@@ -22,7 +22,10 @@ QUARANTINE_COLUMNS = ("source_file", "raw", "event_id", "key", "reason")
 
 
 def with_stored_outcome(
-    outcomes_df: DataFrame, stored_df: DataFrame | None, small_batch: bool
+    outcomes_df: DataFrame,
+    stored_df: DataFrame | None,
+    small_batch: bool,
+    content: tuple[str, ...],
 ) -> DataFrame:
     """`outcomes_df` with outcomes decided against `stored_df`, plus a `replaces` flag.
 
@@ -37,12 +40,12 @@ def with_stored_outcome(
     hits_df = stored_df.select(
         "event_id",
         F.col(BUCKET).alias(STORED_BUCKET),
-        *[F.col(c).alias(STORED + c) for c in (*CONTENT_FIELDS, "ingested_at")],
+        *[F.col(c).alias(STORED + c) for c in (*content, "ingested_at")],
     ).join(F.broadcast(ids_df) if small_batch else ids_df, "event_id", "left_semi")
     joined = outcomes_df.join(F.broadcast(hits_df) if small_batch else hits_df, "event_id", "left")
     is_hit = (F.col("outcome") == "valid") & F.col(STORED + "key").isNotNull()
-    same = F.struct(*CONTENT_FIELDS).eqNullSafe(F.struct(*[STORED + c for c in CONTENT_FIELDS]))
-    batch_first = precedence() < precedence(STORED)
+    same = F.struct(*content).eqNullSafe(F.struct(*[STORED + c for c in content]))
+    batch_first = precedence(content) < precedence(content, STORED)
     outcome = (
         F.when(~is_hit, F.col("outcome"))
         .when(same, F.lit("duplicate"))

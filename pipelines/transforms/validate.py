@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -23,10 +23,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.config import FieldNames
+from pipelines.folds.base import EventField, Fold
 
-AMOUNT_TYPE = "decimal(27,9)"  # at most 18 integer and 9 fractional digits
-MAX_INTEGER_DIGITS = 18
-REQUIRED_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount")
+MAX_INTEGER_DIGITS = 18  # of a decimal field: at most 18 integer and 9 fractional digits
+COMMON_FIELDS = ("event_id", "key", "seq", "event_time", "op")
 MAX_SEQ = 2**63 - 1
 AMOUNT_LIMIT = 10**MAX_INTEGER_DIGITS
 BAD_INGESTED_AT = "bad_type:ingested_at"
@@ -36,16 +36,14 @@ _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\
 _NUMERIC_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:[.][0-9]*)?|[.][0-9]+)(?:[eE][+-]?[0-9]+)?")
 # The common amount, taken as it is written: no exponent, digits that fit.
 _PLAIN_AMOUNT = re.compile(r"-?[0-9]{1,18}(?:[.][0-9]{1,9})?")
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 _MEMBER_END = re.compile(rb'"[ \t\r\n]*:')  # a member name's closing quote and its colon
 _NINE_PLACES = Decimal("1e-9")
-
-# What the Python workers return; `checked_reason` is the first failure up to `event_time`'s
-# type, `later_reason` the first one after the `event_time` value check (contract order).
-_CHECKED_SCHEMA = (
+_CHECKED_COMMON = (
     "source_file string, raw string, event_id string, key string, seq long, "
-    "event_time_text string, op string, amount_text string, ingested_at_text string, "
-    "checked_reason string, later_reason string"
+    "event_time_text string, op string"
 )
+_CHECKED_TAIL = "ingested_at_text string, checked_reason string, later_reason string"
 
 
 class JsonNumber(str):
@@ -55,11 +53,16 @@ class JsonNumber(str):
 _DECODER = msgspec.json.Decoder(float_hook=JsonNumber)
 
 
-def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> DataFrame:
-    """`(source_file, raw)` -> one row per record with typed fields and a `reason` or NULL."""
-    checker = RecordChecker(fields.as_dict(), frozenset(ops))
+def parse_events(raw_df: DataFrame, fields: FieldNames, fold: Fold) -> DataFrame:
+    """`(source_file, raw)` -> one row per record with typed fields and a `reason` or NULL.
+
+    The typed fields are the common ones, then the fold's own (`fold.fields`), then
+    `ingested_at`: the events table's columns.
+    """
+    checker = RecordChecker(fields.as_dict(), fold.ops, fold.fields)
+    payload_schema = "".join(f"{_text_column(f.name)} string, " for f in fold.fields)
     checked_df = raw_df.select("source_file", "raw").mapInArrow(
-        checker.check_batches, _CHECKED_SCHEMA
+        checker.check_batches, f"{_CHECKED_COMMON}, {payload_schema}{_CHECKED_TAIL}"
     )
     event_time = _timestamp("event_time_text")
     ingested_at = _timestamp("ingested_at_text")
@@ -79,10 +82,15 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, ops: Iterable[str]) -> D
         "seq",
         event_time.alias("event_time"),
         "op",
-        F.col("amount_text").cast(AMOUNT_TYPE).alias("amount"),
+        # Checked in Python to fit the type: the casts are exact.
+        *[F.col(_text_column(f.name)).cast(f.spark_type).alias(f.name) for f in fold.fields],
         ingested_at.alias("ingested_at"),
         reason.alias("reason"),
     )
+
+
+def _text_column(name: str) -> str:
+    return f"_field_{name}"
 
 
 def _timestamp(text_col: str) -> Column:
@@ -91,14 +99,29 @@ def _timestamp(text_col: str) -> Column:
 
 
 class RecordChecker:
-    """The contract's rules for one record, run in Python workers over Arrow batches."""
+    """The contract's rules for one record, run in Python workers over Arrow batches.
 
-    def __init__(self, fields: dict[str, str], ops: frozenset[str]) -> None:
-        self.fields = fields
-        self.paths = tuple(fields[name] for name in (*REQUIRED_FIELDS, "ingested_at"))
+    `names` maps each field to its name in the raw records (the config's `fields:`);
+    `ops` and `payload` are the fold's ops and its own fields.
+    """
+
+    def __init__(
+        self, names: dict[str, str], ops: frozenset[str], payload: tuple[EventField, ...] = ()
+    ) -> None:
+        self.names = names
         self.ops = ops
-        # The common record, decoded and type-checked by msgspec in C: the contract's fields
-        # with their JSON types, nothing else. Any other record takes the general path.
+        self.payload = payload
+        every = (*COMMON_FIELDS, *(f.name for f in payload), "ingested_at")
+        self.renames = {name: names.get(name, name) for name in every}
+        self.paths = tuple(self.renames.values())
+        # Fields checked for presence before any type: the common ones and those every op needs.
+        self.always = tuple(
+            i for i, name in enumerate(every[:-1]) if i < 5 or payload[i - 5].required_for is None
+        )
+        self.value_checks = tuple(_VALUE_CHECKS[f.type] for f in payload)
+        self.nested = tuple(i for i, f in enumerate(payload) if f.type == "json")
+        # The common record, decoded and type-checked by msgspec in C: the fields with their
+        # JSON types, nothing else. Any other record takes the general path.
         event = msgspec.defstruct(
             "Event",
             [
@@ -107,10 +130,10 @@ class RecordChecker:
                 ("seq", int),
                 ("event_time", str),
                 ("op", str),
-                ("amount", Any),
+                *[(f.name, Any, None) for f in payload],
                 ("ingested_at", str | None, None),
             ],
-            rename=dict(fields),
+            rename=self.renames,
             gc=False,
         )
         self.decode_event: Callable[[bytes], Any] = msgspec.json.Decoder(
@@ -119,12 +142,13 @@ class RecordChecker:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Sent to the Python workers as its settings; the decoder is built there."""
-        return (RecordChecker, (self.fields, self.ops))
+        return (RecordChecker, (self.names, self.ops, self.payload))
 
     def check_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        names = ["event_id", "key", "seq", "event_time_text", "op", "amount_text"]
+        names = ["event_id", "key", "seq", "event_time_text", "op"]
+        names += [_text_column(f.name) for f in self.payload]
         names += ["ingested_at_text", "checked_reason", "later_reason"]
-        types = [pa.string(), pa.string(), pa.int64(), *[pa.string()] * 6]
+        types = [pa.string(), pa.string(), pa.int64(), *[pa.string()] * (len(names) - 3)]
         check = self.check
         for batch in batches:
             # Bytes, not str: a line that is not UTF-8 must reach the parser as it is.
@@ -142,48 +166,99 @@ class RecordChecker:
                 [batch.column(0), batch.column(1), *arrays], names=["source_file", "raw", *names]
             )
 
-    def check(self, raw: bytes | None) -> tuple[Any, ...]:
-        """(event_id, key, seq, event_time, op, amount, ingested_at, reason, later reason)."""
-        if raw is None:
-            return _rejected("malformed_json")
+    def _decoded(self, raw: bytes) -> tuple[Any, ...] | None:
+        """The fields of a record that the fast path can vouch for, or None."""
         try:
-            e = self.decode_event(raw)
-            values: Any = (e.event_id, e.key, e.seq, e.event_time, e.op, e.amount, e.ingested_at)
-            # One `":` per member: exactly the fields read, none repeated, nothing else.
-            if raw.count(b'":') != 6 + (e.ingested_at is not None):
-                values = None
+            values = self.decode_event(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError, TypeError):
-            values = None
+            return None
+        fields = msgspec.structs.astuple(values)
+        # One `":` per member: exactly the fields read, none repeated, nothing else.
+        members = 5 + sum(v is not None for v in fields[5:])
+        for i in self.nested:
+            inner = _members(fields[5 + i])
+            if inner is None:
+                return None
+            members += inner
+        return fields if raw.count(b'":') == members else None
+
+    def check(self, raw: bytes | None) -> tuple[Any, ...]:
+        """(event_id, key, seq, event_time, op, *payload, ingested_at, reason, later reason)."""
+        if raw is None:
+            return self._rejected("malformed_json")
+        values = self._decoded(raw)
         if values is None:
             doc = _parse_object(raw)
             if doc is None:
-                return _rejected("malformed_json")
-            values = [doc.get(path) for path in self.paths]
-        if None in values[:6]:
-            return _rejected(f"missing_field:{REQUIRED_FIELDS[values.index(None)]}")
-        event_id, key, seq_value, event_time, op, amount_value, ingested_at = values
+                return self._rejected("malformed_json")
+            values = tuple(doc.get(path) for path in self.paths)
+        for i in self.always:
+            if values[i] is None:
+                return self._rejected(f"missing_field:{(*COMMON_FIELDS, *self._names)[i]}")
+        event_id, key, seq_value, event_time, op = values[:5]
         if type(event_id) is not str or not event_id.strip():
-            return _rejected("bad_type:event_id")
+            return self._rejected("bad_type:event_id")
         if type(key) is not str or not key.strip():
-            return _rejected("bad_type:key")
+            return self._rejected("bad_type:key")
         seq = _seq(seq_value)
         if seq is None:
-            return _rejected("bad_seq")
+            return self._rejected("bad_seq")
         if type(event_time) is not str:
-            return _rejected("bad_type:event_time")
+            return self._rejected("bad_type:event_time")
         # The rules after `event_time`'s value, which the JVM checks between the two halves.
+        head = (event_id, key, seq, event_time)
+        nothing = (None,) * len(self.payload)
         if type(op) is not str or op not in self.ops:
-            return (event_id, key, seq, event_time, None, None, None, None, "unknown_op")
-        amount, reason = _amount(amount_value)
-        if reason is None and ingested_at is not None and type(ingested_at) is not str:
-            reason = BAD_INGESTED_AT
-        if reason is not None:
-            return (event_id, key, seq, event_time, op, None, None, None, reason)
-        return (event_id, key, seq, event_time, op, amount, ingested_at, None, None)
+            return (*head, None, *nothing, None, None, "unknown_op")
+        payload: list[str | None] = []
+        for field, check_value, value in zip(
+            self.payload, self.value_checks, values[5:-1], strict=True
+        ):
+            if value is None:
+                if field.required(op):
+                    return (*head, op, *nothing, None, None, f"missing_field:{field.name}")
+                payload.append(None)
+                continue
+            text, reason = check_value(value, field.name)
+            if reason is not None:
+                return (*head, op, *nothing, None, None, reason)
+            payload.append(text)
+        ingested_at = values[-1]
+        if ingested_at is not None and type(ingested_at) is not str:
+            return (*head, op, *nothing, None, None, BAD_INGESTED_AT)
+        return (*head, op, *payload, ingested_at, None, None)
+
+    @property
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.payload)
+
+    def _rejected(self, reason: str) -> tuple[Any, ...]:
+        return (None,) * (5 + len(self.payload) + 1) + (reason, None)
 
 
-def _rejected(reason: str) -> tuple[Any, ...]:
-    return (None, None, None, None, None, None, None, reason, None)
+def _members(value: Any) -> int | None:
+    """Members of the objects nested in `value`; None when a string inside it holds `":`,
+    which the count of member ends in the raw text could not tell apart."""
+    kind = type(value)
+    if kind is dict:
+        total = len(value)
+        for name, item in value.items():
+            inner = _members(item)
+            if inner is None or '":' in name:
+                return None
+            total += inner
+        return total
+    if kind is list:
+        total = 0
+        for item in value:
+            inner = _members(item)
+            if inner is None:
+                return None
+            total += inner
+        return total
+    if kind is str and '":' in value:
+        return None
+    return 0
 
 
 def _parse_object(raw: bytes) -> dict[str, Any] | None:
@@ -228,8 +303,8 @@ def _seq(value: Any) -> int | None:
     return value
 
 
-def _amount(value: Any) -> tuple[str | None, str | None]:
-    """(the amount as text Spark casts exactly, None) or (None, the reason it is refused).
+def _decimal(value: Any, name: str) -> tuple[str | None, str | None]:
+    """(the number as text Spark casts exactly, None) or (None, the reason it is refused).
 
     A JSON number or a string holding one; at most 18 integer and 9 fractional significant
     digits, judged on the digits as written (`1e400` and `1.0000000001` are out of range).
@@ -237,13 +312,66 @@ def _amount(value: Any) -> tuple[str | None, str | None]:
     kind = type(value)
     if kind is int:
         fits = -AMOUNT_LIMIT < value < AMOUNT_LIMIT
-        return (str(value), None) if fits else (None, "amount_out_of_range")
+        return (str(value), None) if fits else (None, f"{name}_out_of_range")
     if kind is not JsonNumber and (kind is not str or not _NUMERIC_TEXT.fullmatch(value)):
-        return None, "bad_type:amount"
+        return None, f"bad_type:{name}"
     if _PLAIN_AMOUNT.fullmatch(value):
         return value, None
     text = _exact_amount_text(value)
-    return (text, None) if text is not None else (None, "amount_out_of_range")
+    return (text, None) if text is not None else (None, f"{name}_out_of_range")
+
+
+def _integer(value: Any, name: str) -> tuple[str | None, str | None]:
+    """A JSON integer, or a string of digits with an optional `-`, within a signed bigint."""
+    if type(value) is str and _INTEGER_TEXT.fullmatch(value):
+        value = int(value)
+    if type(value) is not int:
+        return None, f"bad_type:{name}"
+    if not -MAX_SEQ - 1 <= value <= MAX_SEQ:
+        return None, f"{name}_out_of_range"
+    return str(value), None
+
+
+def _string(value: Any, name: str) -> tuple[str | None, str | None]:
+    return (value, None) if type(value) is str else (None, f"bad_type:{name}")
+
+
+def _json_object(value: Any, name: str) -> tuple[str | None, str | None]:
+    """A JSON object, or a string holding one, as canonical text: compact, member names
+    sorted, numbers without trailing zeros. Equal objects give equal text, however written."""
+    if type(value) is str:
+        value = _parse_object(value.encode())
+    if type(value) is not dict:
+        return None, f"bad_type:{name}"
+    return _ENCODE_JSON(_plain_numbers(value)).decode(), None
+
+
+def _plain_numbers(value: Any) -> Any:
+    """`JsonNumber`s as numbers a JSON encoder writes: `1.50` as 1.5, `1.0` and `1e2` as 1
+    and 100, so one value has one text."""
+    kind = type(value)
+    if kind is dict:
+        return {name: _plain_numbers(item) for name, item in value.items()}
+    if kind is list:
+        return [_plain_numbers(item) for item in value]
+    if kind is JsonNumber:
+        number = Decimal(value)
+        if not number.is_finite():
+            return number
+        number = number.normalize()
+        if number == number.to_integral_value() and number.adjusted() < 30:
+            return int(number)
+        return number
+    return value
+
+
+_ENCODE_JSON = msgspec.json.Encoder(order="sorted", decimal_format="number").encode
+_VALUE_CHECKS: dict[str, Callable[[Any, str], tuple[str | None, str | None]]] = {
+    "decimal": _decimal,
+    "integer": _integer,
+    "string": _string,
+    "json": _json_object,
+}
 
 
 def _exact_amount_text(number: str) -> str | None:
