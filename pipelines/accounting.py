@@ -114,6 +114,8 @@ def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
             figures["keys"] += keys
             figures["abs_change"] += abs_change
     summary.total = summary.inserted + summary.updated + summary.deleted + summary.unchanged
+    if measure is None:  # nothing to rank corrections by
+        return summary
     top_rows = (
         changes_df.filter(F.col("change") == "update")
         .orderBy(F.abs("measure_delta").desc(), "key")

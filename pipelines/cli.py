@@ -152,7 +152,13 @@ def _add_session_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     _add_session_flags(parser)
-    parser.add_argument("--fold", help="fold to apply (default from config: balance)")
+    parser.add_argument(
+        "--fold",
+        metavar="NAME|module:Class",
+        help="fold to apply: a built-in (balance, snapshot), an installed plugin's name, or a "
+        "class by import path; options from the config's fold_options (default from config: "
+        "balance)",
+    )
     parser.add_argument("--shuffle-partitions", type=int, metavar="N")
 
 

@@ -35,7 +35,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
             "quarantine.max_ratio": getattr(args, "max_quarantine_ratio", None),
         }
     )
-    get_fold(config.fold)
+    get_fold(config.fold, config.fold_options)
     return config
 
 

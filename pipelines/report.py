@@ -165,13 +165,12 @@ def format_summary(report: RunReport) -> str:
         f"{k.history_events_read:,} events of history",
         f"                  {'':>12} {k.inserted:,} new, {k.updated:,} {corrected}, "
         f"{k.deleted:,} deleted, {k.unchanged:,} already right",
-        f"  total {measure:<16} {_fmt_decimal(k.total_abs_change):>6}",
     ]
+    if k.measure:
+        lines.append(f"  total {measure:<16} {_fmt_decimal(k.total_abs_change):>6}")
     for cause, figures in sorted(k.by_cause.items(), key=lambda kv: -kv[1]["keys"]):
-        lines.append(
-            f"      {cause:<28} {figures['keys']:>8,} keys  "
-            f"|change| {_fmt_decimal(figures['abs_change'])}"
-        )
+        change = f"  |change| {_fmt_decimal(figures['abs_change'])}" if k.measure else ""
+        lines.append(f"      {cause:<28} {figures['keys']:>8,} keys{change}")
     if k.top_changes:
         lines.append("  largest corrections:")
     for row in k.top_changes:

@@ -2,7 +2,8 @@
 
 The change feed of the events table since the version the state reflects names the touched
 keys. A key whose changes are all inserts following its stored `last_seq` (or that has no
-stored row) resumes from its state with the new events only; any other touched key (a late
+stored row, for a fold that never deletes) resumes from its state with the new events only;
+any other touched key (a late
 `seq`, a replaced event, an event that left it for another key) is re-folded from its whole
 history. Untouched keys take no part.
 """
@@ -38,7 +39,7 @@ def with_fold_mode(touched_df: DataFrame, state_df: DataFrame | None, fold: Fold
     if state_df is None:
         return touched_df.select("key", F.col("only_inserts").alias("resume"), "lost_events")
     stored_df = state_df.select("key", F.col("last_seq").alias("stored_last_seq"))
-    follows = F.col("first_new_seq") > F.col("stored_last_seq")
+    follows = F.coalesce(F.col("first_new_seq") > F.col("stored_last_seq"), F.lit(False))
     if not fold.can_resume:
         follows = F.lit(False)
     # A fold that deletes keeps no row for a deleted key, though the key has a history:

@@ -18,6 +18,7 @@ CAUSES = (
     "order_or_content",
     "bookkeeping",
     "no_events_left",
+    "deleted_by_event",
     "new_events",
 )
 
@@ -58,7 +59,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     return state_df.join(before_df, on="key", how="left").select(
         "key",
         change.alias("change"),
-        _cause(change, fold, resumed).alias("cause"),
+        _cause(change, fold, resumed, state_df.columns).alias("cause"),
         measure_before.alias("measure_before"),
         measure_after.alias("measure_after"),
         (F.coalesce(measure_after, F.lit(0)) - F.coalesce(measure_before, F.lit(0))).alias(
@@ -68,7 +69,7 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
     )
 
 
-def _cause(change: Column, fold: Fold, resumed: Column) -> Column:
+def _cause(change: Column, fold: Fold, resumed: Column, state_columns: list[str]) -> Column:
     """Why a key's stored state was wrong, where the state's columns tell.
 
     A key resumed with new events simply has them (`new_events`). Otherwise, for a fold that
@@ -76,9 +77,13 @@ def _cause(change: Column, fold: Fold, resumed: Column) -> Column:
     events (a late one, say). Fewer: it applied some twice. As many but another state: they
     were applied out of order, or a conflicting copy won (`order_or_content`).
     """
+    # A key deleted by its own events (the fold's `is_deleted`) was folded from some; a key
+    # whose every event left it was folded from none.
+    folded_none = F.col(EVENTS_FOLDED) == 0 if EVENTS_FOLDED in state_columns else F.lit(True)
     cause = (
         F.when(change == "insert", "new_key")
-        .when(change == "delete", "no_events_left")
+        .when((change == "delete") & folded_none, "no_events_left")
+        .when(change == "delete", "deleted_by_event")
         .when(change == "unchanged", None)
         .when(resumed, "new_events")
     )
