@@ -15,10 +15,12 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 import msgspec
 import pyarrow as pa
+from msgspec.structs import astuple
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -118,7 +120,14 @@ class RecordChecker:
         self.always = tuple(
             i for i, name in enumerate(every[:-1]) if i < 5 or payload[i - 5].required_for is None
         )
-        self.value_checks = tuple(_VALUE_CHECKS[f.type] for f in payload)
+        self.always_values = itemgetter(*self.always)
+        self.payload_checks = tuple(
+            (5 + i, f, _VALUE_CHECKS[f.type]) for i, f in enumerate(payload)
+        )
+        # The tails of a record refused after its `op`: no field texts, no `ingested_at`, no
+        # first-half reason, then the reason.
+        self.nothing = (None,) * (len(payload) + 2)
+        self.unknown_op = (None, *self.nothing, "unknown_op")
         self.nested = tuple(i for i, f in enumerate(payload) if f.type == "json")
         # The common record, decoded and type-checked by msgspec in C: the fields with their
         # JSON types, nothing else. Any other record takes the general path.
@@ -172,9 +181,10 @@ class RecordChecker:
             values = self.decode_event(raw)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError, TypeError):
             return None
-        fields = msgspec.structs.astuple(values)
-        # One `":` per member: exactly the fields read, none repeated, nothing else.
-        members = 5 + sum(v is not None for v in fields[5:])
+        fields = astuple(values)
+        # One `":` per member: exactly the fields read, none repeated, nothing else. The
+        # common fields are never None here: msgspec required them with their types.
+        members = len(fields) - fields.count(None)
         for i in self.nested:
             inner = _members(fields[5 + i])
             if inner is None:
@@ -192,9 +202,9 @@ class RecordChecker:
             if doc is None:
                 return self._rejected("malformed_json")
             values = tuple(doc.get(path) for path in self.paths)
-        for i in self.always:
-            if values[i] is None:
-                return self._rejected(f"missing_field:{(*COMMON_FIELDS, *self._names)[i]}")
+        if None in self.always_values(values):
+            first = next(i for i in self.always if values[i] is None)
+            return self._rejected(f"missing_field:{(*COMMON_FIELDS, *self._names)[first]}")
         event_id, key, seq_value, event_time, op = values[:5]
         if type(event_id) is not str or not event_id.strip():
             return self._rejected("bad_type:event_id")
@@ -206,27 +216,25 @@ class RecordChecker:
         if type(event_time) is not str:
             return self._rejected("bad_type:event_time")
         # The rules after `event_time`'s value, which the JVM checks between the two halves.
-        head = (event_id, key, seq, event_time)
-        nothing = (None,) * len(self.payload)
         if type(op) is not str or op not in self.ops:
-            return (*head, None, *nothing, None, None, "unknown_op")
-        payload: list[str | None] = []
-        for field, check_value, value in zip(
-            self.payload, self.value_checks, values[5:-1], strict=True
-        ):
+            return (event_id, key, seq, event_time, *self.unknown_op)
+        texts = []
+        for i, field, check_value in self.payload_checks:
+            value = values[i]
             if value is None:
-                if field.required(op):
-                    return (*head, op, *nothing, None, None, f"missing_field:{field.name}")
-                payload.append(None)
+                if field.required_for is None or op in field.required_for:
+                    reason = f"missing_field:{field.name}"
+                    return (event_id, key, seq, event_time, op, *self.nothing, reason)
+                texts.append(None)
                 continue
             text, reason = check_value(value, field.name)
             if reason is not None:
-                return (*head, op, *nothing, None, None, reason)
-            payload.append(text)
+                return (event_id, key, seq, event_time, op, *self.nothing, reason)
+            texts.append(text)
         ingested_at = values[-1]
         if ingested_at is not None and type(ingested_at) is not str:
-            return (*head, op, *nothing, None, None, BAD_INGESTED_AT)
-        return (*head, op, *payload, ingested_at, None, None)
+            return (event_id, key, seq, event_time, op, *self.nothing, BAD_INGESTED_AT)
+        return (event_id, key, seq, event_time, op, *texts, ingested_at, None, None)
 
     @property
     def _names(self) -> tuple[str, ...]:
