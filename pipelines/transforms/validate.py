@@ -218,7 +218,7 @@ class RecordChecker:
         # The rules after `event_time`'s value, which the JVM checks between the two halves.
         if type(op) is not str or op not in self.ops:
             return (event_id, key, seq, event_time, *self.unknown_op)
-        texts = []
+        texts: list[str | None] = []
         for i, field, check_value in self.payload_checks:
             value = values[i]
             if value is None:
@@ -227,9 +227,9 @@ class RecordChecker:
                     return (event_id, key, seq, event_time, op, *self.nothing, reason)
                 texts.append(None)
                 continue
-            text, reason = check_value(value, field.name)
-            if reason is not None:
-                return (event_id, key, seq, event_time, op, *self.nothing, reason)
+            text, problem = check_value(value, field.name)
+            if problem is not None:
+                return (event_id, key, seq, event_time, op, *self.nothing, problem)
             texts.append(text)
         ingested_at = values[-1]
         if ingested_at is not None and type(ingested_at) is not str:
