@@ -146,10 +146,6 @@ class Fold(ABC):
         """The columns of the events the fold receives."""
         return (*COMMON_COLUMNS, *(f.name for f in self.fields))
 
-    def options(self) -> dict[str, Any]:
-        """The constructor's options, for the run report; none by default."""
-        return {}
-
 
 class RowFold(Fold):
     """A fold written over Python rows: `fold_rows` (and `resume_rows`) take each event as a
@@ -177,7 +173,18 @@ class RowFold(Fold):
         return type(self).resume_rows is not RowFold.resume_rows
 
     def _table(self, row: dict[str, Any]) -> pa.Table:
-        return pa.Table.from_pylist([row], schema=self.arrow_schema)
+        schema = self.arrow_schema
+        if sorted(row) != sorted(schema.names):
+            raise ValueError(
+                f"fold {self.name} returned a row with {sorted(row)}, its state_schema "
+                f"declares {sorted(schema.names)}"
+            )
+        try:
+            return pa.Table.from_pylist([row], schema=schema)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"fold {self.name} returned {row!r}, which does not fit its state_schema: {exc}"
+            ) from exc
 
 
 def sequence_counts(

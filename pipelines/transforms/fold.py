@@ -137,9 +137,15 @@ def conform(state: pa.Table, fold: Fold) -> pa.Table:
             f"fold {fold.name} returned columns {state.column_names}, "
             f"its state_schema declares {schema.names}"
         )
+    for field in schema:
+        if not field.nullable and state[field.name].null_count:
+            raise ValueError(
+                f"fold {fold.name} returned NULL in {field.name}, which its state_schema "
+                "declares NOT NULL"
+            )
     try:
         return state.cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+    except pa.ArrowException as exc:
         raise ValueError(
             f"fold {fold.name} returned {state.schema} where its state_schema declares "
             f"{schema}: {exc}"
