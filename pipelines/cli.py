@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--config", metavar="FILE", help="YAML config, for its s3 settings")
     generate.add_argument("--events", type=int, required=True, metavar="N")
     generate.add_argument("--keys", type=int, required=True, metavar="K")
+    generate.add_argument(
+        "--fold",
+        choices=("balance", "snapshot"),
+        default="balance",
+        help="whose events to write: balance (add, subtract, set with an amount) or snapshot "
+        "(upsert and patch with a data object, delete), each with the faults below "
+        "(default %(default)s)",
+    )
     _add_generator_flags(generate)
     generate.set_defaults(handler=commands.cmd_generate)
 

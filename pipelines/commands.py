@@ -141,8 +141,11 @@ def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
         spark.stop()
 
 
-def generate_from_args(out: Path, args: argparse.Namespace, faults: FaultRates) -> GeneratedLog:
-    """`generate_log` with the generator flags shared by `generate` and `demo`."""
+def generate_from_args(
+    out: Path, args: argparse.Namespace, faults: FaultRates, fold: str = "balance"
+) -> GeneratedLog:
+    """`generate_log` of `fold`'s events with the generator flags shared by `generate` and
+    `demo`."""
     from pipelines.generate.events import generate_log
 
     return generate_log(
@@ -155,6 +158,7 @@ def generate_from_args(out: Path, args: argparse.Namespace, faults: FaultRates) 
         files_per_day=args.files_per_day,
         data_format=args.format,
         gzip_files=args.gzip,
+        fold=fold,
     )
 
 
@@ -169,7 +173,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     s3_config = load_config(args.config).s3 if to_s3 else None
     with tempfile.TemporaryDirectory(prefix="backfill-generate-") as staging:
         local_out = Path(staging) if to_s3 else Path(args.out)
-        log = generate_from_args(local_out, args, faults)
+        log = generate_from_args(local_out, args, faults, fold=args.fold)
         if s3_config is not None:
             s3.upload_tree(local_out, args.out, s3_config)
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 from pipelines.commands import generate_from_args
 from pipelines.config import Config
 from pipelines.errors import UsageError
-from pipelines.folds import get_fold
+from pipelines.folds import Fold, get_fold
 from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
 from pipelines.io.delta_tables import (
@@ -34,6 +34,7 @@ from pipelines.report import format_summary
 from pipelines.session import build_session
 
 MARKER = ".backfill-demo"
+DEMO_FOLDS = ("balance", "snapshot")  # the folds the generator and the live worker know
 
 
 def run_demo(
@@ -41,12 +42,15 @@ def run_demo(
 ) -> int:
     workdir = _fresh_workdir(Path(args.workdir))
     events_dir, table = workdir / "events", str((workdir / "state").resolve())
-    fold = get_fold(config.fold)
-    if fold.name != "balance":
-        raise UsageError("the demo's live worker keeps balances; run it with --fold balance")
+    fold = get_fold(config.fold, config.fold_options)
+    if fold.name not in DEMO_FOLDS:
+        raise UsageError(
+            f"the demo generates events for the built-in folds only ({', '.join(DEMO_FOLDS)}); "
+            f"run your fold with `backfill run --fold {config.fold}`"
+        )
 
-    progress(f"generating {args.events:,} events for {args.keys:,} keys with faults")
-    log = generate_from_args(events_dir, args, faults)
+    progress(f"generating {args.events:,} {fold.name} events for {args.keys:,} keys with faults")
+    log = generate_from_args(events_dir, args, faults, fold=fold.name)
     progress(
         f"wrote {log.lines_written:,} lines in {len(log.files)} files: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
@@ -62,7 +66,7 @@ def run_demo(
     spark = build_session(config, show_progress=sys.stderr.isatty())
     try:
         progress(f"writing the live worker's state for {len(worker_rows):,} keys to {table}")
-        version = write_live_worker_table(spark, table, worker_rows)
+        version = write_live_worker_table(spark, table, worker_rows, fold)
         progress(
             f"live worker table at version {version}; backfilling the history up to "
             f"{tonight - timedelta(days=1)}"
@@ -94,9 +98,10 @@ def run_demo(
         f"  spark.read.format('delta').option('versionAsOf', "
         f"{backfilled.table_version_before}).load('{table}')   # the live worker's state"
     )
+    fold_flag = "" if fold.name == "balance" else f" --fold {fold.name}"
     print(
-        f"  backfill run --source {events_dir} --from {tonight} --table {table}   # a rerun "
-        "changes nothing"
+        f"  backfill run{fold_flag} --source {events_dir} --from {tonight} --table {table}"
+        "   # a rerun changes nothing"
     )
     print(f"  backfill history --table {table}")
     print(f"  backfill diff --table {table} --from-version {backfilled.table_version_before}")
@@ -120,9 +125,12 @@ def _request(
     )
 
 
-def write_live_worker_table(spark: SparkSession, table: str, rows: list[dict]) -> int:
-    """Write the live worker's balances as a new version of `table`; returns that version."""
-    fold = get_fold("balance")
+def write_live_worker_table(
+    spark: SparkSession, table: str, rows: list[dict], fold: Fold | None = None
+) -> int:
+    """Write the live worker's state rows (`balance`'s by default) as a new version of
+    `table`; returns that version."""
+    fold = fold or get_fold("balance")
     with commit_metadata(spark, {"writer": "live-worker", "note": "state to be corrected"}):
         ensure_table(spark, table, fold.state_schema, properties=state_properties(fold))
         worker_df = spark.createDataFrame(rows, fold.state_schema)

@@ -2,7 +2,8 @@
 
 It shares no code with `pipelines`: it parses with the standard `json` module, checks the
 contract's rules in its own words, deduplicates with a dict, sorts and folds one event at a
-time with `decimal.Decimal`.
+time: `balance` (contract section 4) with `decimal.Decimal`, `snapshot` (section 8) with
+dicts, JSON Merge Patch as RFC 7386 writes it, and its own canonical JSON text.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
-OPS = {"add", "subtract", "set"}
-REQUIRED = ("event_id", "key", "seq", "event_time", "op", "amount")
+COMMON = ("event_id", "key", "seq", "event_time", "op")
+# Per fold: its ops, and the fields every one of its events must have beyond the common ones.
+OPS = {"balance": {"add", "subtract", "set"}, "snapshot": {"upsert", "patch", "delete"}}
+REQUIRED = {"balance": (*COMMON, "amount"), "snapshot": COMMON}
+NEEDS_DATA = {"upsert", "patch"}
 ISO = re.compile(
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 )
@@ -58,11 +62,13 @@ def read_lines(root: Path) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def reference_backfill(lines: list[str]) -> ReferenceResult:
+def reference_backfill(lines: list[str], fold: str = "balance") -> ReferenceResult:
+    """The run report's counts and the state table of `fold` (`balance` or `snapshot`) over
+    `lines`. A snapshot state's `data` is `canonical_json` text; a deleted key has no row."""
     result = ReferenceResult(states={}, records_read=len(lines))
     copies: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
-        event, reason = _validate(line)
+        event, reason = _validate(line, fold)
         if reason:
             result.reasons[reason] += 1
         else:
@@ -82,13 +88,17 @@ def reference_backfill(lines: list[str]) -> ReferenceResult:
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_key[event["key"]].append(event)
-    result.states = {key: _fold(evs) for key, evs in by_key.items()}
+    fold_key = _fold_balance if fold == "balance" else _fold_snapshot
+    states = {
+        key: fold_key(sorted(evs, key=lambda e: (e["seq"], e["event_id"])))
+        for key, evs in by_key.items()
+    }
+    result.states = {key: state for key, state in states.items() if state is not None}
     return result
 
 
-def _fold(events: list[dict[str, Any]]) -> dict[str, Any]:
+def _fold_balance(ordered: list[dict[str, Any]]) -> dict[str, Any]:
     balance = Decimal(0)
-    ordered = sorted(events, key=lambda e: (e["seq"], e["event_id"]))
     with localcontext() as ctx:
         ctx.prec = 60  # exact: the default 28 digits would round large sums
         for e in ordered:
@@ -98,9 +108,59 @@ def _fold(events: list[dict[str, Any]]) -> dict[str, Any]:
                 balance += e["amount"]
             else:
                 balance -= e["amount"]
+    return {"balance": balance.quantize(Decimal("1e-9")), **_sequence_columns(ordered)}
+
+
+def _fold_snapshot(ordered: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The entity after its events, or None when the last one deletes it."""
+    entity: Any = None
+    for e in ordered:
+        if e["op"] == "upsert":
+            entity = e["data"]
+        elif e["op"] == "patch":  # on an absent entity it applies to {}
+            entity = merge_patch({} if entity is None else entity, e["data"])
+        else:
+            entity = None
+    if entity is None:
+        return None
+    return {"data": canonical_json(entity), **_sequence_columns(ordered)}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, section 2, as its pseudo-code reads."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+def canonical_json(value: Any) -> str:
+    """One text per JSON value: compact, members sorted, a number by its value (`1.50`,
+    `1.5` and `15e-1` alike, `2.0` as `2`), so equal values give equal text."""
+    if isinstance(value, dict):
+        members = (f"{json.dumps(k)}:{canonical_json(value[k])}" for k in sorted(value))
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_json(item) for item in value) + "]"
+    if isinstance(value, Decimal):
+        number = value.normalize()
+        return str(int(number)) if number == number.to_integral_value() else f"{number:f}"
+    return json.dumps(value)  # strings, integers, true, false, null
+
+
+def canonical_json_text(text: str) -> str:
+    """`canonical_json` of the value a JSON text holds: for comparing texts by meaning."""
+    return canonical_json(json.loads(text, parse_float=Decimal))
+
+
+def _sequence_columns(ordered: list[dict[str, Any]]) -> dict[str, Any]:
     last = ordered[-1]
     return {
-        "balance": balance.quantize(Decimal("1e-9")),
         "event_count": len(ordered),
         "last_seq": last["seq"],
         "missing_seq_count": last["seq"] - len({e["seq"] for e in ordered}),
@@ -120,7 +180,12 @@ def _winner(event_id: str, group: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _content(e: dict[str, Any]) -> tuple:
-    return (e["key"], e["seq"], e["event_time"], e["op"], e["amount"])
+    """What identical copies share. `data` by its value, however written; a delete's `data`
+    is ignored (contract section 8), so it is no part of a delete's content."""
+    if "amount" in e:
+        return (e["key"], e["seq"], e["event_time"], e["op"], e["amount"])
+    data = None if e["op"] == "delete" else canonical_json(e["data"])
+    return (e["key"], e["seq"], e["event_time"], e["op"], data)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -134,19 +199,24 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
-def _validate(line: str) -> tuple[dict[str, Any], str | None]:
+def _parse(text: str) -> Any:
+    """Strict JSON: no repeated member names, no NaN or Infinity, numbers as decimals."""
+    return json.loads(
+        text,
+        parse_float=Decimal,
+        object_pairs_hook=_reject_duplicate_keys,
+        parse_constant=_no_constants,
+    )
+
+
+def _validate(line: str, fold: str = "balance") -> tuple[dict[str, Any], str | None]:
     try:
-        doc = json.loads(
-            line,
-            parse_float=Decimal,
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_constant=_no_constants,
-        )
+        doc = _parse(line)
     except (ValueError, RecursionError):
         return {}, "malformed_json"
     if not isinstance(doc, dict):
         return {}, "malformed_json"
-    for name in REQUIRED:
+    for name in REQUIRED[fold]:
         if doc.get(name) is None:
             return {}, f"missing_field:{name}"
     for name in ("event_id", "key"):
@@ -158,8 +228,43 @@ def _validate(line: str) -> tuple[dict[str, Any], str | None]:
     event_time = _time(doc["event_time"])
     if event_time is None:
         return {}, "bad_type:event_time"
-    if not isinstance(doc["op"], str) or doc["op"] not in OPS:
+    if not isinstance(doc["op"], str) or doc["op"] not in OPS[fold]:
         return {}, "unknown_op"
+    payload, reason = _amount(doc) if fold == "balance" else _data(doc)
+    if reason:
+        return {}, reason
+    ingested_at = None
+    if doc.get("ingested_at") is not None:
+        ingested_at = _time(doc["ingested_at"])
+        if ingested_at is None:
+            return {}, "bad_type:ingested_at"
+    return {
+        "event_id": doc["event_id"],
+        "key": doc["key"],
+        "seq": seq,
+        "event_time": event_time,
+        "op": doc["op"],
+        **payload,
+        "ingested_at": ingested_at,
+    }, None
+
+
+def _data(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """`data`: a JSON object, or a string holding one; required by `upsert` and `patch`."""
+    data = doc.get("data")
+    if data is None:
+        return {"data": None}, "missing_field:data" if doc["op"] in NEEDS_DATA else None
+    if isinstance(data, str):
+        try:
+            data = _parse(data)
+        except (ValueError, RecursionError):
+            return {}, "bad_type:data"
+    if not isinstance(data, dict):
+        return {}, "bad_type:data"
+    return {"data": data}, None
+
+
+def _amount(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     amount = doc["amount"]
     if isinstance(amount, bool) or not isinstance(amount, (int, Decimal, str)):
         return {}, "bad_type:amount"
@@ -173,20 +278,7 @@ def _validate(line: str) -> tuple[dict[str, Any], str | None]:
         return {}, "amount_out_of_range"
     if value != value.quantize(Decimal("1e-9"), rounding=ROUND_DOWN):
         return {}, "amount_out_of_range"
-    ingested_at = None
-    if doc.get("ingested_at") is not None:
-        ingested_at = _time(doc["ingested_at"])
-        if ingested_at is None:
-            return {}, "bad_type:ingested_at"
-    return {
-        "event_id": doc["event_id"],
-        "key": doc["key"],
-        "seq": seq,
-        "event_time": event_time,
-        "op": doc["op"],
-        "amount": value,
-        "ingested_at": ingested_at,
-    }, None
+    return {"amount": value}, None
 
 
 def _seq(value: Any) -> int | None:

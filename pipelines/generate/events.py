@@ -5,6 +5,13 @@ each day split into several files. Faults, each at its own rate:
 identical duplicates (re-delivered copies), conflicting duplicates (same id, other content),
 late events (ingested days later, so they land in a later partition), lost events (never
 written: holes in `seq`), disorder (lines shuffled within a file), and garbage lines.
+
+Two kinds of log, one per built-in fold: `balance` events (`add`, `subtract`, `set` with an
+`amount`) and `snapshot` events (CDC-style `upsert` and `patch` with a `data` object, `delete`
+without). A snapshot log has the same faults, which there also give late deletes (a delete
+for a `seq` lower than events delivered before it), re-delivered deletes, copies whose `data`
+is the same object written another way (member order, spacing, `1.50` for `1.5`, a string
+holding the object), and garbage the snapshot fold rejects (`data` missing or not an object).
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ import json
 import random
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 GARBAGE_KINDS = (
     "truncated",
@@ -30,6 +38,19 @@ GARBAGE_KINDS = (
     "bad_event_time",
     "not_an_object",
 )
+SNAPSHOT_GARBAGE_KINDS = (
+    "truncated",
+    "not_json",
+    "missing_field",
+    "bad_seq",
+    "unknown_op",
+    "bad_event_time",
+    "not_an_object",
+    "missing_data",  # an upsert or a patch without `data`: missing_field:data
+    "bad_data",  # `data` that is not an object, nor a string holding one: bad_type:data
+)
+# How a snapshot event's `data` is written: the same object, other text (see `render_data`).
+DATA_STYLES = ("object", "spaced", "text")
 
 
 @dataclass(frozen=True)
@@ -43,25 +64,59 @@ class FaultRates:
 
 
 @dataclass(frozen=True)
-class Event:
-    """One copy of an event as delivered to the lake."""
+class Delivered:
+    """One copy of an event as delivered to the lake: the fields every event has."""
 
     event_id: str
     key: str
     seq: int
     event_time: datetime
     op: str
-    amount: Decimal
     ingested_at: datetime
-    amount_as_string: bool = False
 
     def to_json(self) -> str:
-        amount = f'"{self.amount}"' if self.amount_as_string else str(self.amount)
         return (
             f'{{"event_id":"{self.event_id}","key":"{self.key}","seq":{self.seq},'
-            f'"event_time":"{_iso(self.event_time)}","op":"{self.op}","amount":{amount},'
+            f'"event_time":"{_iso(self.event_time)}","op":"{self.op}"{self.payload_json()},'
             f'"ingested_at":"{_iso(self.ingested_at)}"}}'
         )
+
+    def payload_json(self) -> str:
+        """The fold's own members as JSON, each after a comma."""
+        return ""
+
+    def payload_text(self) -> str | None:
+        """The fold's own field as the text of a Parquet string column."""
+        return None
+
+
+@dataclass(frozen=True)
+class Event(Delivered):
+    """A balance event: an amount, written as a JSON number or as a string."""
+
+    amount: Decimal
+    amount_as_string: bool = False
+
+    def payload_json(self) -> str:
+        amount = f'"{self.amount}"' if self.amount_as_string else str(self.amount)
+        return f',"amount":{amount}'
+
+    def payload_text(self) -> str | None:
+        return str(self.amount)
+
+
+@dataclass(frozen=True)
+class SnapshotEvent(Delivered):
+    """A snapshot event: `data` (None on a delete), written in one of `DATA_STYLES`."""
+
+    data: dict[str, Any] | None = None
+    data_style: str = "object"
+
+    def payload_json(self) -> str:
+        return "" if self.data is None else f',"data":{render_data(self.data, self.data_style)}'
+
+    def payload_text(self) -> str | None:
+        return None if self.data is None else render_data(self.data, "object")
 
 
 @dataclass
@@ -70,7 +125,8 @@ class GeneratedLog:
 
     out: str
     files: list[str] = field(default_factory=list)
-    delivered: list[Event] = field(default_factory=list)  # valid copies, in arrival order
+    # Valid copies (`Event`s, or `SnapshotEvent`s for the snapshot fold), in arrival order.
+    delivered: list[Any] = field(default_factory=list)
     injected: dict[str, int] = field(default_factory=dict)
     lines_written: int = 0
 
@@ -86,24 +142,31 @@ def generate_log(
     start: date = date(2026, 1, 1),
     data_format: str = "json",
     gzip_files: bool = False,
+    fold: str = "balance",
 ) -> GeneratedLog:
+    """Write a log of `fold`'s events (`balance` or `snapshot`) under `out`."""
+    if fold not in EVENT_KINDS:
+        raise ValueError(f"no generator for fold {fold!r}; known: {', '.join(EVENT_KINDS)}")
+    kind = EVENT_KINDS[fold]
     rng = random.Random(seed)
     out_dir = Path(out)
     log = GeneratedLog(out=str(out_dir), injected=defaultdict(int))
-    by_day: dict[date, list[str | Event]] = defaultdict(list)
-    for copy in _deliveries(rng, events, keys, faults, days, start, log):
+    by_day: dict[date, list[str | Delivered]] = defaultdict(list)
+    for copy in _deliveries(rng, events, keys, faults, days, start, log, kind):
         by_day[copy.ingested_at.date()].append(copy)
         log.delivered.append(copy)
     for _ in range(round(events * faults.garbage)):
         day = start + timedelta(days=rng.randrange(days))
-        kind = rng.choice(GARBAGE_KINDS)
-        log.injected[f"garbage:{kind}"] += 1
-        by_day[day].append(_garbage_line(rng, kind, day))
+        garbage = rng.choice(kind.garbage_kinds)
+        log.injected[f"garbage:{garbage}"] += 1
+        by_day[day].append(_garbage_line(rng, garbage, day, kind))
     log.delivered.sort(key=lambda e: (e.ingested_at, e.event_id))
     for day, records in sorted(by_day.items()):
         _shuffle_share(rng, records, faults.disorder)
         log.injected["disordered_lines"] += round(len(records) * faults.disorder)
-        log.files += _write_day(out_dir, day, records, rng, files_per_day, data_format, gzip_files)
+        log.files += _write_day(
+            out_dir, day, records, rng, files_per_day, data_format, gzip_files, kind
+        )
         log.lines_written += len(records)
     log.injected = dict(log.injected)
     (out_dir / "_generator.json").write_text(
@@ -116,6 +179,8 @@ def generate_log(
                 "faults": asdict(faults),
                 "injected": log.injected,
                 "lines_written": log.lines_written,
+                # Named only when not the default, so a balance log's file stays as it was.
+                **({"fold": fold} if fold != "balance" else {}),
             },
             indent=2,
             sort_keys=True,
@@ -132,9 +197,10 @@ def _deliveries(
     days: int,
     start: date,
     log: GeneratedLog,
-):
+    kind: EventKind,
+) -> Iterator[Delivered]:
     """Yield every copy written to the lake, in event-time order."""
-    key_names = [f"acct-{i:06d}" for i in range(n_keys)]
+    key_names = [f"{kind.key_prefix}-{i:06d}" for i in range(n_keys)]
     weights = [1.0 / (rank + 1) ** 0.6 for rank in range(n_keys)]  # a few hot keys
     chosen = rng.choices(key_names, weights=weights, k=n_events)
     next_seq: dict[str, int] = defaultdict(lambda: 1)
@@ -147,35 +213,127 @@ def _deliveries(
             log.injected["lost"] += 1
             continue
         event_time = origin + timedelta(seconds=span * i / n_events + rng.random())
-        event = Event(
-            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        # One random draw after another, in this order: a seed gives the same log forever.
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        content = kind.content(rng, seq)
+        ingested_at = event_time + timedelta(seconds=rng.randint(1, 90))
+        event = kind.event_class(
+            event_id=event_id,
             key=key,
             seq=seq,
             event_time=event_time,
-            op=_pick_op(rng, seq),
-            amount=Decimal(rng.randint(1, 5_000_000)).scaleb(-2),
-            ingested_at=event_time + timedelta(seconds=rng.randint(1, 90)),
-            amount_as_string=rng.random() < 0.5,
+            ingested_at=ingested_at,
+            **content,
+            **kind.style(rng),
         )
         if rng.random() < faults.late:
             log.injected["late"] += 1
-            event = _replace(
+            if event.op == "delete":  # lands after later seqs of its key: a late delete
+                log.injected["late_delete"] += 1
+            event = replace(
                 event, ingested_at=event.ingested_at + timedelta(days=rng.randint(1, 3))
             )
-        yield from _copies(rng, event, faults, log)
+        yield from _copies(rng, event, faults, log, kind)
 
 
-def _copies(rng: random.Random, event: Event, faults: FaultRates, log: GeneratedLog):
+def _copies(
+    rng: random.Random, event: Delivered, faults: FaultRates, log: GeneratedLog, kind: EventKind
+) -> Iterator[Delivered]:
     yield event
     if rng.random() < faults.duplicate:
         log.injected["duplicate"] += 1
         delay = timedelta(minutes=rng.randint(0, 600)) if rng.random() < 0.5 else timedelta(0)
-        yield _replace(event, ingested_at=event.ingested_at + delay)
+        yield replace(
+            event, ingested_at=event.ingested_at + delay, **kind.redelivered(rng, event, log)
+        )
     if rng.random() < faults.conflict:
         log.injected["conflict"] += 1
-        other = event.amount + Decimal(rng.randint(1, 999)).scaleb(-2)
+        other = kind.conflicting(rng, event)
         shift = timedelta(minutes=rng.randint(1, 120)) * rng.choice((-1, 1))
-        yield _replace(event, amount=other, ingested_at=event.ingested_at + shift)
+        yield replace(event, ingested_at=event.ingested_at + shift, **other)
+
+
+class EventKind:
+    """What one fold's events carry beyond the common fields, and what their faults change."""
+
+    event_class: ClassVar[type[Delivered]]
+    key_prefix: ClassVar[str]
+    column: ClassVar[str]  # the fold's own field, a string column in Parquet
+    garbage_kinds: ClassVar[tuple[str, ...]]
+    unknown_ops: ClassVar[tuple[str, ...]]
+    valid_payload: ClassVar[dict[str, Any]]  # `op` and payload of a garbage line's base
+
+    def content(self, rng: random.Random, seq: int) -> dict[str, Any]:
+        """`op` and the payload of a new event with this `seq`."""
+        raise NotImplementedError
+
+    def style(self, rng: random.Random) -> dict[str, Any]:
+        """How the payload is written."""
+        raise NotImplementedError
+
+    def conflicting(self, rng: random.Random, event: Any) -> dict[str, Any]:
+        """What a copy with the same `event_id` and other content changes."""
+        raise NotImplementedError
+
+    def redelivered(self, rng: random.Random, event: Any, log: GeneratedLog) -> dict[str, Any]:
+        """What an identical copy changes in how it is written: nothing by default."""
+        return {}
+
+
+class BalanceEvents(EventKind):
+    """`set` first, then mostly `add` and `subtract`, amounts with cents."""
+
+    event_class = Event
+    key_prefix = "acct"
+    column = "amount"
+    garbage_kinds = GARBAGE_KINDS
+    unknown_ops = ("multiply", "ADD", "")
+    valid_payload: ClassVar[dict[str, Any]] = {"op": "add", "amount": "1.00"}
+
+    def content(self, rng: random.Random, seq: int) -> dict[str, Any]:
+        return {"op": _pick_op(rng, seq), "amount": Decimal(rng.randint(1, 5_000_000)).scaleb(-2)}
+
+    def style(self, rng: random.Random) -> dict[str, Any]:
+        return {"amount_as_string": rng.random() < 0.5}
+
+    def conflicting(self, rng: random.Random, event: Event) -> dict[str, Any]:
+        return {"amount": event.amount + Decimal(rng.randint(1, 999)).scaleb(-2)}
+
+
+class SnapshotEvents(EventKind):
+    """Customer records: `upsert` first, then mostly `patch`, now and then a `delete`."""
+
+    event_class = SnapshotEvent
+    key_prefix = "cust"
+    column = "data"
+    garbage_kinds = SNAPSHOT_GARBAGE_KINDS
+    unknown_ops = ("merge", "UPSERT", "")
+    valid_payload: ClassVar[dict[str, Any]] = {"op": "upsert", "data": {"name": "junk"}}
+
+    def content(self, rng: random.Random, seq: int) -> dict[str, Any]:
+        op = _pick_snapshot_op(rng, seq)
+        data = None if op == "delete" else _entity(rng) if op == "upsert" else _patch(rng)
+        return {"op": op, "data": data}
+
+    def style(self, rng: random.Random) -> dict[str, Any]:
+        return {"data_style": rng.choice(DATA_STYLES)}
+
+    def conflicting(self, rng: random.Random, event: SnapshotEvent) -> dict[str, Any]:
+        if event.data is None:  # the other copy of a delete says the entity lives on
+            return {"op": "upsert", "data": _entity(rng)}
+        return {"data": {**event.data, "revision": rng.randint(2, 99)}}
+
+    def redelivered(
+        self, rng: random.Random, event: SnapshotEvent, log: GeneratedLog
+    ) -> dict[str, Any]:
+        if event.data is None:
+            log.injected["redelivered_delete"] += 1
+            return {}
+        log.injected["rewritten_data"] += 1  # the same object in other text: identical copies
+        return {"data_style": rng.choice([s for s in DATA_STYLES if s != event.data_style])}
+
+
+EVENT_KINDS: dict[str, EventKind] = {"balance": BalanceEvents(), "snapshot": SnapshotEvents()}
 
 
 def _pick_op(rng: random.Random, seq: int) -> str:
@@ -185,36 +343,113 @@ def _pick_op(rng: random.Random, seq: int) -> str:
     return "set" if roll < 0.03 else "subtract" if roll < 0.35 else "add"
 
 
-def _replace(event: Event, **changes: Any) -> Event:
-    return Event(**{**asdict(event), **changes})
+def _pick_snapshot_op(rng: random.Random, seq: int) -> str:
+    roll = rng.random()
+    if seq == 1:
+        return "upsert" if roll < 0.9 else "patch"  # a patch of an absent entity applies to {}
+    return "delete" if roll < 0.1 else "upsert" if roll < 0.3 else "patch"
 
 
-def _garbage_line(rng: random.Random, kind: str, day: date) -> str:
+_NAMES = ("Ada", "Bo", "Chloé", "Dmitri", "Eun-ji", "Femi")
+_CITIES = ("Paris", "Lagos", "Osaka", "Lima", "Oslo")
+_STATUSES = ("active", "suspended", "closed")
+_TAGS = ("vip", "new", "b2b", "churn-risk")
+_PATCHABLE = ("status", "credit_limit", "address", "nickname", "tags")
+_NOT_OBJECTS: tuple[Any, ...] = ("a name", [1, 2], 42, True, "[1, 2]", '{"name": ')
+
+
+def _entity(rng: random.Random) -> dict[str, Any]:
+    """A whole customer record: a nested object, a list, money with cents, maybe a null."""
+    entity: dict[str, Any] = {
+        "name": rng.choice(_NAMES),
+        "status": rng.choice(_STATUSES),
+        "credit_limit": _money(rng),
+        "address": {"city": rng.choice(_CITIES), "zip": f"{rng.randint(1000, 99999):05d}"},
+        "tags": rng.sample(_TAGS, rng.randint(0, 2)),
+    }
+    if rng.random() < 0.3:
+        entity["nickname"] = rng.choice((None, "Ace", "Z"))  # an upsert keeps a null member
+    return entity
+
+
+def _patch(rng: random.Random) -> dict[str, Any]:
+    """A JSON Merge Patch of one to three members; a null removes its member."""
+    members = rng.sample(_PATCHABLE, rng.randint(1, 3))
+    return {member: _patch_value(rng, member) for member in members}
+
+
+def _patch_value(rng: random.Random, member: str) -> Any:
+    if member == "status":
+        return rng.choice(_STATUSES)
+    if member == "credit_limit":
+        return _money(rng)
+    if member == "address":  # merged into the address, or the address removed
+        return rng.choice(({"city": rng.choice(_CITIES)}, {"zip": None}, None))
+    if member == "nickname":
+        return rng.choice((None, "Ace"))
+    return rng.sample(_TAGS, rng.randint(0, 2))  # a list is replaced whole
+
+
+def _money(rng: random.Random) -> Decimal:
+    """Cents in steps of 5: every other value written with a trailing zero (`12.50`)."""
+    return Decimal(rng.randint(0, 20_000) * 5).scaleb(-2)
+
+
+def render_data(data: dict[str, Any], style: str) -> str:
+    """`data` as JSON text in a style: `object` compact, members in order, numbers as generated
+    (`12.50`); `spaced` with blanks, members reversed, numbers trimmed (`12.5`); `text` a JSON
+    string holding the compact object. The same object each time."""
+    if style == "text":
+        return json.dumps(_json_text(data, spaced=False))
+    return _json_text(data, spaced=style == "spaced")
+
+
+def _json_text(value: Any, spaced: bool) -> str:
+    comma = " , " if spaced else ","
+    if isinstance(value, dict):
+        colon = " : " if spaced else ":"
+        members = reversed(value.items()) if spaced else value.items()
+        inner = comma.join(f"{json.dumps(k)}{colon}{_json_text(v, spaced)}" for k, v in members)
+        return f"{{ {inner} }}" if spaced else f"{{{inner}}}"
+    if isinstance(value, list):
+        return "[" + comma.join(_json_text(item, spaced) for item in value) + "]"
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if spaced else str(value)
+    return json.dumps(value)
+
+
+def _garbage_line(rng: random.Random, garbage: str, day: date, kind: EventKind) -> str:
     good: dict[str, Any] = {
         "event_id": f"junk-{rng.getrandbits(48):012x}",
-        "key": f"acct-{rng.randrange(1000):06d}",
+        "key": f"{kind.key_prefix}-{rng.randrange(1000):06d}",
         "seq": rng.randint(1, 50),
         "event_time": f"{day.isoformat()}T12:00:00Z",
-        "op": "add",
-        "amount": "1.00",
+        **kind.valid_payload,
     }
-    if kind == "truncated":
+    if garbage == "truncated":
         text = json.dumps(good)
         return text[: rng.randint(1, len(text) - 2)]
-    if kind == "not_json":
+    if garbage == "not_json":
         return rng.choice(["not json at all", "<html>", "{'single': 'quotes'}", "{,}"])
-    if kind == "missing_field":
+    if garbage == "missing_field":
         del good[rng.choice(list(good))]
-    elif kind == "bad_seq":
+    elif garbage == "bad_seq":
         good["seq"] = rng.choice([0, -3, "three", 1.5])
-    elif kind == "unknown_op":
-        good["op"] = rng.choice(["multiply", "ADD", ""])
-    elif kind == "amount_out_of_range":
+    elif garbage == "unknown_op":
+        good["op"] = rng.choice(kind.unknown_ops)
+    elif garbage == "amount_out_of_range":
         good["amount"] = rng.choice(["1e400", "1234567890123456789012", "0.0000000001"])
-    elif kind == "bad_event_time":
+    elif garbage == "bad_event_time":
         good["event_time"] = rng.choice(["yesterday", "2026-13-45T99:00:00Z", ""])
-    elif kind == "not_an_object":
+    elif garbage == "not_an_object":
         return json.dumps([good])
+    elif garbage == "missing_data":  # absent, or null
+        good["op"] = rng.choice(["upsert", "patch"])
+        good["data"] = None
+        if rng.random() < 0.5:
+            del good["data"]
+    elif garbage == "bad_data":
+        good["data"] = rng.choice(_NOT_OBJECTS)
     return json.dumps(good)
 
 
@@ -229,15 +464,16 @@ def _shuffle_share(rng: random.Random, records: list, share: float) -> None:
 def _write_day(
     out_dir: Path,
     day: date,
-    records: list[str | Event],
+    records: list[str | Delivered],
     rng: random.Random,
     files_per_day: int,
     data_format: str,
     gzip_files: bool,
+    kind: EventKind,
 ) -> list[str]:
     part_dir = out_dir / f"dt={day.isoformat()}"
     part_dir.mkdir(parents=True, exist_ok=True)
-    chunks: list[list[str | Event]] = [[] for _ in range(files_per_day)]
+    chunks: list[list[str | Delivered]] = [[] for _ in range(files_per_day)]
     for record in records:
         chunks[rng.randrange(files_per_day)].append(record)
     written = []
@@ -247,7 +483,7 @@ def _write_day(
         name = f"part-{rng.getrandbits(32):08x}-{index:03d}"
         if data_format == "parquet":
             path = part_dir / f"{name}.parquet"
-            _write_parquet(path, chunk)
+            _write_parquet(path, chunk, kind.column)
         else:
             path = part_dir / (f"{name}.jsonl.gz" if gzip_files else f"{name}.jsonl")
             text = "\n".join(r if isinstance(r, str) else r.to_json() for r in chunk) + "\n"
@@ -259,14 +495,15 @@ def _write_day(
     return written
 
 
-def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
-    """Typed Parquet columns; garbage that only JSON can hold becomes a row missing fields."""
+def _write_parquet(path: Path, chunk: list[str | Delivered], column: str) -> None:
+    """Typed Parquet columns, the fold's own field (`column`) as a string; garbage that only
+    JSON can hold becomes a row missing fields."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = []
     for record in chunk:
-        if isinstance(record, Event):
+        if isinstance(record, Delivered):
             rows.append(
                 {
                     "event_id": record.event_id,
@@ -274,7 +511,7 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
                     "seq": record.seq,
                     "event_time": _iso(record.event_time),
                     "op": record.op,
-                    "amount": str(record.amount),
+                    column: record.payload_text(),
                     "ingested_at": _iso(record.ingested_at),
                 }
             )
@@ -284,7 +521,7 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
         except ValueError:
             parsed = None
         row = parsed if isinstance(parsed, dict) else {}
-        seq = row.get("seq")
+        seq, value = row.get("seq"), row.get(column)
         rows.append(
             {
                 "event_id": row.get("event_id"),
@@ -292,7 +529,7 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
                 "seq": seq if isinstance(seq, int) else None,
                 "event_time": row.get("event_time"),
                 "op": row.get("op"),
-                "amount": None if row.get("amount") is None else str(row.get("amount")),
+                column: value if value is None or isinstance(value, str) else json.dumps(value),
                 "ingested_at": row.get("ingested_at"),
             }
         )
@@ -303,7 +540,7 @@ def _write_parquet(path: Path, chunk: list[str | Event]) -> None:
             ("seq", pa.int64()),
             ("event_time", pa.string()),
             ("op", pa.string()),
-            ("amount", pa.string()),
+            (column, pa.string()),
             ("ingested_at", pa.string()),
         ]
     )
