@@ -251,6 +251,8 @@ def _validate(line: str, fold: str = "balance") -> tuple[dict[str, Any], str | N
 
 def _data(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """`data`: a JSON object, or a string holding one; required by `upsert` and `patch`."""
+    if doc["op"] == "delete":  # its `data`, if any, is ignored: neither checked nor kept
+        return {"data": None}, None
     data = doc.get("data")
     if data is None:
         return {"data": None}, "missing_field:data" if doc["op"] in NEEDS_DATA else None

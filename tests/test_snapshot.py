@@ -108,7 +108,8 @@ def test_a_late_delete_refolds_its_key_and_a_redelivered_delete_is_a_duplicate(
     # seq 2 deletes {"v": 1}; seq 3 patches the absent entity: {"w": 2} alone.
     assert entities(spark, table) == {"a": {"w": 2}}
     assert report.keys.refolded == 1 and report.keys.resumed == 0
-    again = write_night(tmp_path, 3, [event("a2", "a", 2, "delete", ingested=3)])
+    # Re-delivered with junk `data`: a delete's data is not read, so still the same event.
+    again = write_night(tmp_path, 3, [event("a2", "a", 2, "delete", [1], ingested=3)])
     rerun = backfill(spark, snapshot_config, [again], table)
     assert (rerun.counts.duplicates_dropped, rerun.status) == (1, "unchanged")
 

@@ -114,6 +114,12 @@ def _check_declarations(spec: str, fold: Fold) -> None:
                 problems.append(f"its field {field!r} is not an EventField")
             elif field.required_for is not None and not field.required_for <= fold.ops:
                 problems.append(f"field {field.name} is required for ops it does not declare")
+            elif not field.ignored_for <= fold.ops:
+                problems.append(f"field {field.name} is ignored for ops it does not declare")
+            elif field.ignored_for & (
+                fold.ops if field.required_for is None else field.required_for
+            ):
+                problems.append(f"field {field.name} is both required and ignored for an op")
     if problems:
         raise UsageError(f"fold {spec!r} cannot run: {'; '.join(problems)}")
 

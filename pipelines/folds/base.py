@@ -51,12 +51,14 @@ class EventField:
 
     `required_for` names the ops that need it (None: every op); a record of such an op
     without it is quarantined as `missing_field:<name>`. With any other op the field may be
-    absent; when present it must still have its type.
+    absent; when present it must still have its type, unless the op is in `ignored_for`:
+    then the field is not read at all (not checked, not stored, no part of a copy's content).
     """
 
     name: str
     type: FieldType
     required_for: frozenset[str] | None = None
+    ignored_for: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.type not in SPARK_TYPES:

@@ -53,7 +53,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class SnapshotFold(RowFold):
     name = "snapshot"
     ops = frozenset({"upsert", "patch", "delete"})
-    fields = (EventField("data", "json", required_for=frozenset({"upsert", "patch"})),)
+    fields = (
+        EventField(
+            "data",
+            "json",
+            required_for=frozenset({"upsert", "patch"}),
+            ignored_for=frozenset({"delete"}),  # a delete's `data`, whatever it is, is not read
+        ),
+    )
     count_column = "event_count"
     state_schema = StructType(
         [

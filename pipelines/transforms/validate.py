@@ -220,6 +220,9 @@ class RecordChecker:
             return (event_id, key, seq, event_time, *self.unknown_op)
         texts: list[str | None] = []
         for i, field, check_value in self.payload_checks:
+            if op in field.ignored_for:
+                texts.append(None)
+                continue
             value = values[i]
             if value is None:
                 if field.required_for is None or op in field.required_for:
