@@ -11,6 +11,7 @@ api.rollback("/lake/balances", to_version=3, reason="bad backfill")
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -32,7 +33,8 @@ def session(config: str | Path | None = None, master: str | None = None) -> Spar
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    return build_session(load_config(config).with_overrides(**{"spark.master": master}))
+    overrides: dict[str, Any] = {"spark.master": master}
+    return build_session(load_config(config).with_overrides(**overrides))
 
 
 def history(table: str) -> pd.DataFrame:

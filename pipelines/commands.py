@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
     from pipelines.generate.events import FaultRates, GeneratedLog
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QUARANTINE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_QUARANTINE = 0, 1, 3
+# The config settings flags override, by the flag a message should name.
+OVERRIDE_FLAGS = {
+    "fold": "--fold",
+    "spark.master": "--master",
+    "spark.shuffle_partitions": "--shuffle-partitions",
+    "quarantine.max_ratio": "--max-quarantine-ratio",
+}
 
 
 def load_run_config(args: argparse.Namespace) -> Config:
@@ -28,12 +35,13 @@ def load_run_config(args: argparse.Namespace) -> Config:
     from pipelines.folds import get_fold
 
     config = load_config(args.config).with_overrides(
+        flags=OVERRIDE_FLAGS,
         **{
             "fold": getattr(args, "fold", None),
             "spark.master": args.master,
             "spark.shuffle_partitions": getattr(args, "shuffle_partitions", None),
             "quarantine.max_ratio": getattr(args, "max_quarantine_ratio", None),
-        }
+        },
     )
     get_fold(config.fold, config.fold_options)
     return config

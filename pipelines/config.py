@@ -78,8 +78,9 @@ class Config(_Frozen):
     spark: SparkConfig = SparkConfig()
     s3: S3Config = S3Config()
 
-    def with_overrides(self, **overrides: Any) -> Config:
-        """Return a copy with dotted keys replaced, e.g. `{"spark.master": "local[2]"}`."""
+    def with_overrides(self, *, flags: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Return a copy with dotted keys replaced, e.g. `{"spark.master": "local[2]"}`; a
+        value the config refuses is a usage error (exit 2) naming its flag in `flags`."""
         data = self.model_dump()
         for dotted, value in overrides.items():
             if value is None:
@@ -89,7 +90,13 @@ class Config(_Frozen):
             for part in parents:
                 node = node[part]
             node[leaf] = value
-        return Config.model_validate(data)
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            name = (flags or {}).get(where, where)
+            raise UsageError(f"{name} {overrides.get(where)!r}: {first['msg']}") from exc
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -19,9 +19,3 @@ class RunFailed(BackfillError):
     """The run failed; the state table is left at its last committed version: exit 1."""
 
     exit_code = 1
-
-
-class QuarantineThresholdExceeded(BackfillError):
-    """More records were quarantined than allowed; nothing was written to the state: exit 3."""
-
-    exit_code = 3

@@ -60,6 +60,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
             "is after",
         ),
         (["run", "--table", "/tmp/t"], "--source"),
+        (
+            ["run", "--source", ".", "--table", "/tmp/t", "--max-quarantine-ratio", "7"],
+            "--max-quarantine-ratio 7.0: Input should be less than or equal to 1",
+        ),
+        (
+            ["run", "--source", ".", "--table", "/tmp/t", "--shuffle-partitions", "0"],
+            "--shuffle-partitions 0: Input should be greater than or equal to 1",
+        ),
+        (
+            ["demo", "--workdir", "/tmp/never", "--shuffle-partitions", "-1"],
+            "--shuffle-partitions -1",
+        ),
         (["frobnicate"], "invalid choice"),
         (
             ["generate", "--out", "/tmp/x", "--events", "10", "--keys", "2", "--garbage-rate", "2"],

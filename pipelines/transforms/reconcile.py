@@ -10,18 +10,6 @@ from pyspark.sql import functions as F
 from pipelines.folds import Fold
 from pipelines.transforms.fold import DELETED, EVENTS_FOLDED, MODE, RESUME
 
-CHANGE_KINDS = ("insert", "update", "delete", "unchanged")
-CAUSES = (
-    "new_key",
-    "missing_events",
-    "duplicates_applied",
-    "order_or_content",
-    "bookkeeping",
-    "no_events_left",
-    "deleted_by_event",
-    "new_events",
-)
-
 
 def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:
     """Per key of `state_df`: `change` (insert / update / delete / unchanged) and the measure
