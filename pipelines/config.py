@@ -69,12 +69,22 @@ class EventsConfig(_Frozen):
     buckets: int = Field(default=16, ge=1, le=4096)
 
 
+class TablesConfig(_Frozen):
+    """How the tables are created (fixed when each is created)."""
+
+    # On: a MERGE that corrects a few keys marks their old rows deleted instead of rewriting
+    # every file that holds one, but readers without deletion-vector support (delta-rs, so
+    # the `deltalake` package, Polars and DuckDB's delta extension) refuse to open the table.
+    deletion_vectors: bool = False
+
+
 class Config(_Frozen):
     fields: FieldNames = FieldNames()
     fold: str = "balance"  # a built-in, an installed plugin's name, or package.module:Class
     fold_options: dict[str, Any] = Field(default_factory=dict)  # the fold's constructor's
     quarantine: QuarantineConfig = QuarantineConfig()
     events: EventsConfig = EventsConfig()
+    tables: TablesConfig = TablesConfig()
     spark: SparkConfig = SparkConfig()
     s3: S3Config = S3Config()
 

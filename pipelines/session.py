@@ -88,6 +88,11 @@ def build_session(config: Config, show_progress: bool = False) -> SparkSession:
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
+        # Every table the session creates: deletion vectors only if the config asks.
+        .config(
+            "spark.databricks.delta.properties.defaults.enableDeletionVectors",
+            str(config.tables.deletion_vectors).lower(),
+        )
         # Exact decimals: never round a result's scale away (decimal(38,9) - decimal(38,9)
         # would otherwise become decimal(38,8)); an overflow fails the run instead.
         .config("spark.sql.decimalOperations.allowPrecisionLoss", "false")

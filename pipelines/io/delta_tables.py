@@ -32,12 +32,9 @@ COMMIT_CONFLICTS = tuple(getattr(delta.exceptions, name) for name in delta.excep
 CREATE_RACES = frozenset({"DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"})
 MERGE_ATTEMPTS = 4
 T = TypeVar("T")
-TABLE_PROPERTIES = {
-    "delta.enableChangeDataFeed": "true",
-    # A MERGE that corrects a few keys marks their old rows deleted instead of rewriting
-    # every file that holds one of them.
-    "delta.enableDeletionVectors": "true",
-}
+# Deletion vectors are the config's choice (`tables.deletion_vectors`, applied by the session
+# to every table it creates), since readers outside Spark may not open such tables.
+TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 QUARANTINE_SCHEMA = StructType(
     [
