@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.errors import UsageError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+
+def conf_file(name: str) -> Path:
+    """A file of `conf/`: the installed package's copy (`pipelines.conf`, package data), or
+    the source tree's when the code runs from a checkout."""
+    try:
+        packaged = resources.files("pipelines.conf") / name
+        if packaged.is_file():
+            return Path(str(packaged))
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "conf" / name
+
+
+DEFAULT_CONFIG = conf_file("local.yaml")
 
 
 class _Frozen(BaseModel):

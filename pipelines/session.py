@@ -16,7 +16,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from pipelines.config import Config, S3Config, SparkConfig
+from pipelines.config import Config, S3Config, SparkConfig, conf_file
 from pipelines.jvm_output import filtered_stderr
 
 SPARK_VERSION = "4.2.0"
@@ -27,7 +27,7 @@ MAVEN_PACKAGES = (
     f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}",
     f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
 )
-LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "log4j2.properties"
+LOG4J_CONFIG = conf_file("log4j2.properties")
 
 
 def jars_dir(spark_config: SparkConfig) -> Path:
