@@ -276,7 +276,9 @@ def _amount(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         value = Decimal(str(amount))
     except InvalidOperation:
         return {}, "bad_type:amount"
-    if not value.is_finite() or abs(value) >= Decimal(10) ** 18:
+    # 18 integer digits at most: the first significant digit below 10**18 (`adjusted` is its
+    # power of ten; no arithmetic, which would overflow on an exponent like 1e999999999999).
+    if not value.is_finite() or (not value.is_zero() and value.adjusted() >= 18):
         return {}, "amount_out_of_range"
     if value != value.quantize(Decimal("1e-9"), rounding=ROUND_DOWN):
         return {}, "amount_out_of_range"
@@ -284,13 +286,12 @@ def _amount(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _seq(value: Any) -> int | None:
+    """Contract section 1: an integer >= 1. Written as an integer: a JSON integer, or a
+    string of digits; a JSON number with a fraction or an exponent (`1.0`, `1e0`) is not one,
+    as `1.5` is not, whatever its value."""
     if isinstance(value, bool):
         return None
-    if (
-        isinstance(value, Decimal)
-        and value == value.to_integral_value()
-        and "e" not in str(value).lower()
-    ) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or not 1 <= value < 2**63:
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli import build_parser, main
 
 BACKFILL = [sys.executable, "-m", "pipelines.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,11 +100,26 @@ def test_bad_config_values_exit_2(tmp_path):
     )
 
 
-def test_every_subcommand_has_help():
-    for command in ("run", "generate", "demo"):
+SUBCOMMANDS = {
+    "run": ["--source", "--table", "--fold", "--from", "--to", "--report", "--dry-run"],
+    "generate": ["--out", "--events", "--keys", "--fold", "--format", "--garbage-rate"],
+    "history": ["--table"],
+    "diff": ["--table", "--from-version", "--to-version"],
+    "rollback": ["--table", "--to-version"],
+    "demo": ["--workdir", "--events", "--keys", "--fold"],
+}
+
+
+def test_every_subcommand_has_help_naming_its_flags(capsys):
+    (subcommands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    assert set(subcommands.choices) == set(SUBCOMMANDS)  # a new subcommand is listed here
+    for command, flags in SUBCOMMANDS.items():
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
+        shown = capsys.readouterr().out
+        assert shown.startswith(f"usage: backfill {command}")
+        assert [flag for flag in flags if flag not in shown] == []
 
 
 @pytest.mark.slow

@@ -206,6 +206,8 @@ def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
             kills += 1
         _assert_committed_and_exact(spark, table, expected)
 
+    # A kill that came after the run ended would test nothing: some must land mid-run.
+    assert kills > 0, f"none of {KILL_TRIALS} kills landed while a run was working"
     final = _backfill_cli("run", "--source", str(events), "--table", str(table))
     assert final.wait(timeout=600) == 0, final.stderr.read() if final.stderr else ""
     assert table_states(spark, table) == expected.states
@@ -294,6 +296,8 @@ HOSTILE_VALUES = [
     "0",
     "-1",
     "1.5",
+    "1.0",
+    "2e0",
     "1e400",
     "-1e-400",
     "99999999999999999999999",

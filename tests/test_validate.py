@@ -19,6 +19,7 @@ from pyspark.sql.types import (
 from pipelines.config import FieldNames
 from pipelines.folds import get_fold
 from pipelines.transforms.validate import parse_events
+from tests.reference import _validate as reference_validate
 
 OPS = {"add", "subtract", "set"}
 GOOD = '"event_id":"e1","key":"k1","seq":1,"event_time":"2026-01-01T10:00:00Z","op":"add"'
@@ -118,6 +119,8 @@ def test_valid_records_are_typed_exactly(spark):
         ("{" + GOOD.replace('"seq":1', '"seq":0') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":-4') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":1.5') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":1.0') + ',"amount":1}', "bad_seq"),
+        ("{" + GOOD.replace('"seq":1', '"seq":1e0') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":"three"') + ',"amount":1}', "bad_seq"),
         ("{" + GOOD.replace('"seq":1', '"seq":true') + ',"amount":1}', "bad_seq"),
         (
@@ -171,6 +174,7 @@ def test_valid_records_are_typed_exactly(spark):
 )
 def test_reason_for_each_contract_rule(spark, line, reason):
     assert reasons(spark, [line]) == [reason]
+    assert reference_validate(line)[1] == reason  # the plain-Python reference agrees
 
 
 def test_deep_nesting_and_huge_lines_are_quarantined_not_fatal(spark):
