@@ -31,9 +31,11 @@ airflow: $(AIRFLOW_VENV)/.installed
 test: setup airflow lint typecheck
 	$(PY) -m pytest
 
-# The reliability suite, longer: 20 kills and ten times the generated hostile input.
+# The long runs: the reliability suite with 20 kills and ten times the generated hostile
+# input, and five times the hypothesis-cut nights of the balance and snapshot folds.
 soak: setup
-	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py
+	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py tests/test_incremental.py \
+		tests/test_snapshot_reference.py
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines tests benchmarks

@@ -5,6 +5,7 @@ delivered in any order, end equal to the reference and to one run over everythin
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 from collections import Counter, defaultdict
@@ -250,7 +251,7 @@ def snapshot_logs(draw) -> list[str]:
 
 
 @settings(
-    max_examples=3,
+    max_examples=20 if os.environ.get("BACKFILL_SOAK") == "1" else 3,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
