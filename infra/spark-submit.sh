@@ -27,7 +27,9 @@ done
 
 dist="$root/build/submit"
 mkdir -p "$dist"
-(cd "$root" && "$python" - "$dist/pipelines.zip" <<'PY'
+# Written aside and renamed, so two submits at once never ship a half-written zip.
+staged="$(mktemp "$dist/pipelines.XXXXXX")"
+(cd "$root" && "$python" - "$staged" <<'PY'
 import sys, zipfile
 from pathlib import Path
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as archive:
@@ -35,6 +37,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(path)
 PY
 )
+mv -f "$staged" "$dist/pipelines.zip"
 jars="$("$python" -m pipelines.session jars)"
 spark_home="$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
 
@@ -49,5 +52,6 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --jars "$jars" \
   --conf "spark.pyspark.python=$PYSPARK_PYTHON" \
   --conf "spark.ui.showConsoleProgress=false" \
+  --driver-java-options "-Dlog4j.configurationFile=$root/conf/log4j2.properties" \
   "${spark_confs[@]}" \
   "$root/infra/backfill_job.py" "$command" --config "$config" "$@"

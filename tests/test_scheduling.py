@@ -1,4 +1,4 @@
-"""Scheduled runs: the Airflow DAG parsed by real Airflow, the cron lock, the k8s manifest."""
+"""Scheduled runs: the Airflow DAG run by real Airflow, the cron lock, the k8s manifest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import shlex
+import sqlite3
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +17,9 @@ import pytest
 import yaml
 
 from pipelines.cli import build_parser
+from pipelines.generate.events import generate_log
+from tests.helpers import table_states
+from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_PYTHON = ROOT / ".venv-airflow" / "bin" / "python"
@@ -88,6 +92,74 @@ def test_dag_parses_in_real_airflow_and_submits_an_idempotent_daily_run(tmp_path
     assert (str(args.from_date), str(args.to_date)) == ("2026-03-04", "2026-03-04")
     assert (args.txn_app_id, args.full) == (None, False)  # a cleared old date runs again
     assert args.run_id == "backfill_daily-20260304-try2"
+
+
+@pytest.mark.slow
+def test_airflow_runs_the_dag_for_a_date_and_a_rerun_applies_nothing_twice(spark, tmp_path):
+    """`airflow dags test` on a SQLite metadata DB: the task submits the real wrapper with
+    spark-submit over that date's partition; running the same logical date again changes
+    nothing (no new state version, nothing quarantined twice)."""
+    if not AIRFLOW_PYTHON.exists():
+        pytest.fail("the Airflow venv is missing: run `make airflow` (make test does)")
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=300, keys=12, days=3, seed=7)
+    config = tmp_path / "airflow-test.yaml"
+    config.write_text(f"extends: {ROOT / 'conf' / 'local.yaml'}\nspark:\n  shuffle_partitions: 2\n")
+    home = tmp_path / "airflow"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "infra" / "airflow"),
+        # Airflow Variables, as a deployment sets them
+        "AIRFLOW_VAR_BACKFILL_HOME": str(ROOT),
+        "AIRFLOW_VAR_BACKFILL_MASTER": "local[2]",
+        "AIRFLOW_VAR_BACKFILL_CONFIG": str(config),
+        "AIRFLOW_VAR_BACKFILL_SOURCE": str(events),
+        "AIRFLOW_VAR_BACKFILL_TABLE": str(table),
+    }
+    airflow = str(AIRFLOW_PYTHON.parent / "airflow")
+    migrated = subprocess.run(
+        [airflow, "db", "migrate"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+
+    def run_date(day: str) -> tuple[str, dict]:
+        result = subprocess.run(
+            [airflow, "dags", "test", "backfill_daily", day],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        with sqlite3.connect(home / "airflow.db") as db:
+            (state,) = db.execute(
+                "SELECT ti.state FROM task_instance ti JOIN dag_run r USING (dag_id, run_id)"
+                " WHERE ti.dag_id = 'backfill_daily' AND ti.task_id = 'backfill'"
+                " AND date(r.logical_date) = ?",
+                (day,),
+            ).fetchone()
+        report = json.loads((tmp_path / "state_reports" / f"{day}.json").read_text())
+        return state, report
+
+    day = "2026-01-02"
+    expected = reference_backfill(read_lines(events / f"dt={day}"))
+    state, first = run_date(day)
+    assert state == "success"
+    assert first["run_id"] == "backfill_daily-20260102-try1" and first["status"] == "committed"
+    assert first["window"] == {"from": day, "to": day}
+    assert first["counts"]["records_read"] == expected.records_read
+    assert first["counts"]["quarantined_by_reason"] == dict(expected.reasons)
+    assert table_states(spark, table) == expected.states
+
+    state, again = run_date(day)
+    assert state == "success"
+    assert again["status"] == "unchanged", again
+    assert again["table_version_after"] == first["table_version_after"]
+    assert again["events_inserted"] == 0 and again["quarantine_rows_added"] == 0
+    assert again["counts"]["records_read"] == expected.records_read
+    assert table_states(spark, table) == expected.states
 
 
 def test_cron_runs_never_overlap(tmp_path):
