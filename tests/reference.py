@@ -13,7 +13,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,6 @@ COMMON = ("event_id", "key", "seq", "event_time", "op")
 OPS = {"balance": {"add", "subtract", "set"}, "snapshot": {"upsert", "patch", "delete"}}
 REQUIRED = {"balance": (*COMMON, "amount"), "snapshot": COMMON}
 NEEDS_DATA = {"upsert", "patch"}
-ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
-)
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -299,12 +296,70 @@ def _seq(value: Any) -> int | None:
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not ISO.match(value):
+    """Contract section 1: an ISO-8601 date-time, in the extended form: `YYYY-MM-DD`, then
+    optionally `T` or a space and `hh:mm`, `hh:mm:ss` or `hh:mm:ss.f` (1 to 9 digits), then
+    optionally a zone, `Z` or an offset `+hh`, `+hhmm` or `+hh:mm` up to 18 hours (UTC when
+    there is none) after a time. Read field by field, with no pattern shared with the
+    pipeline; a field out of its calendar range (month 13, February 30, hour 24), or an
+    instant before year 1 or after 9999 in UTC (which Python's datetime cannot hold), makes
+    it no date-time."""
+    if not isinstance(value, str):
+        return None
+    text, offset = _split_zone(value)
+    if offset is None:
+        return None
+    date, separator, clock = text[:10], text[10:11], text[11:]
+    if text != value and not separator:
+        return None  # a zone belongs to a time of day, not to a date alone
+    if len(date) != 10 or date[4] != "-" or date[7] != "-":
+        return None
+    year, month, day = date[:4], date[5:7], date[8:]
+    hour = minute = second = "00"
+    fraction = ""
+    if separator:
+        if separator not in "T ":
+            return None
+        clock, dot, fraction = clock.partition(".")
+        if dot and not 1 <= len(fraction) <= 9:
+            return None
+        parts = clock.split(":")
+        if len(parts) not in (2, 3) or (dot and len(parts) != 3):
+            return None
+        hour, minute = parts[0], parts[1]
+        second = parts[2] if len(parts) == 3 else "00"
+    fields = (year, month, day, hour, minute, second)
+    if not all(_digits(f) for f in fields) or (fraction and not _digits(fraction)):
+        return None
+    if any(len(f) != 2 for f in fields[1:]):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        moment = datetime(*(int(f) for f in fields), int(fraction.ljust(6, "0")[:6] or 0), UTC)
+        return moment - offset
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+
+
+def _split_zone(text: str) -> tuple[str, timedelta | None]:
+    """`text` without its zone, and the zone's offset from UTC (None when it is not one)."""
+    if text.endswith("Z"):
+        return text[:-1], timedelta(0)
+    sign_at = max(text.rfind("+"), text.rfind("-"))
+    if sign_at <= 9:  # the date's own dashes, or no sign at all: no zone
+        return text, timedelta(0)
+    zone = text[sign_at + 1 :]
+    if len(zone) == 5 and zone[2] == ":":
+        zone = zone[:2] + zone[3:]
+    if len(zone) not in (2, 4):
+        return text, None
+    hours, minutes = zone[:2], zone[2:] or "00"
+    if not _digits(hours) or not _digits(minutes) or int(minutes) > 59:
+        return text, None
+    offset = timedelta(hours=int(hours), minutes=int(minutes))
+    if offset > timedelta(hours=18):
+        return text, None
+    return text[:sign_at], -offset if text[sign_at] == "-" else offset
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` would also take other scripts' digits."""
+    return bool(text) and all("0" <= c <= "9" for c in text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -194,3 +196,91 @@ def test_mapped_field_names(spark):
         Decimal("7"),
         None,
     )
+
+
+# Written from the contract's "ISO-8601 timestamp", with the edges of each part; the
+# reference reads them field by field and shares no pattern with the pipeline.
+TIMESTAMPS = [
+    "2026-01-01",
+    "2026-01-01T10:00",
+    "2026-01-01 10:00:00",
+    "2026-01-01T10:00:00Z",
+    "2026-01-01T10:00:00.123456789Z",
+    "2026-01-01T10:00:00.1234567891Z",
+    "2026-01-01T10:00:00.",
+    "2026-01-01T10:00+05:30",
+    "2026-01-01T10:00+0530",
+    "2026-01-01T10:00:00+0530",
+    "2026-01-01T10:00:00+05",
+    "2026-01-01T10:00:00+5",
+    "2026-01-01T10:00:00+05:3",
+    "2026-01-01T10:00:00+18:00",
+    "2026-01-01T10:00:00-18:00",
+    "2026-01-01T10:00:00+18:01",
+    "2026-01-01T10:00:00+05:60",
+    "2026-01-01T10:00:00+05:30:00",
+    "2026-01-01T10:00:00UTC",
+    "2026-01-01T10:00:00 Z",
+    "2026-01-01t10:00:00z",
+    "2026-01-01Z",
+    "2026-01-01+05",
+    "2026-01-01-05",
+    "2026-01-01T10:00.5",
+    "2026-01-01T24:00:00",
+    "2026-01-01T10:60:00",
+    "2026-01-01T10:00:60",
+    "2026-01-01T1:00:00",
+    "2026-01-01T",
+    "2026-01-01T10",
+    "2026-1-01",
+    "+2026-01-01",
+    "20260101",
+    " 2026-01-01",
+    "2026-01-01 ",
+    "2026-02-29",
+    "2024-02-29",
+    "2026-13-01",
+    "0000-01-01",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+05:00",
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59-05:00",
+    "1582-10-10",
+    "\u0662\u0660\u0662\u0666-01-01",
+    "2026-01-01T23:59:59.999999999-18:00",
+]
+
+
+def test_timestamps_are_read_as_the_independent_reference_reads_them(spark):
+    """Every timestamp above, and 2,000 others made from them by deleting, inserting and
+    replacing characters, is accepted or refused as the reference decides, at the same
+    instant to the microsecond."""
+    rng = random.Random(3)
+    values = list(TIMESTAMPS)
+    for _ in range(2000):
+        chars = list(rng.choice(TIMESTAMPS))
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randrange(len(chars) + 1)
+            edit = rng.randrange(3)
+            if edit == 0 and at < len(chars):
+                del chars[at]
+            elif edit == 1:
+                chars.insert(at, rng.choice(["0", "9", "-", "+", ":", ".", "T", "Z", " ", "13"]))
+            elif at < len(chars):
+                chars[at] = rng.choice("0123456789012345:-+TZ. ")
+        values.append("".join(chars))
+    lines = [
+        "{" + GOOD.replace('"2026-01-01T10:00:00Z"', json.dumps(v)) + ',"amount":1}' for v in values
+    ]
+    rows = validate(spark, lines).selectExpr("raw", "reason", "unix_micros(event_time) AS micros")
+    actual = {r["raw"]: (r["reason"], r["micros"]) for r in rows.collect()}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    disagreements = {}
+    for value, line in zip(values, lines, strict=True):
+        event, reason = reference_validate(line)
+        micros = (event["event_time"] - epoch) // timedelta(microseconds=1) if event else None
+        if actual[line] != (reason, micros):
+            disagreements[value] = {"pipeline": actual[line], "reference": (reason, micros)}
+    assert not disagreements
+    accepted = sum(actual[line][0] is None for line in lines)
+    assert min(accepted, len(lines) - accepted) > 100, accepted  # both kinds were tried

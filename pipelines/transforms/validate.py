@@ -33,7 +33,14 @@ MAX_SEQ = 2**63 - 1
 AMOUNT_LIMIT = 10**MAX_INTEGER_DIGITS
 BAD_INGESTED_AT = "bad_type:ingested_at"
 
-_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+# ISO-8601 in the extended form: a date, or a date and a time of day with an optional zone.
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+# Spark's cast takes `10:00Z` and `10:00:00+05:30` but not `10:00+05:30`: given seconds.
+_MINUTES_THEN_OFFSET = r"^(.{10}[T ]\d{2}:\d{2})([+-][0-9:]+)$"
+# The instants a timestamp column can hold for every reader: Python's datetime (PySpark's
+# collect, pandas, delta-rs) stops at years 1 and 9999, though Spark goes further.
+_FIRST_INSTANT = "TIMESTAMP'0001-01-01 00:00:00Z'"
+_LAST_INSTANT = "TIMESTAMP'9999-12-31 23:59:59.999999Z'"
 # A decimal number as JSON writers and people write it: `12`, `-0.5`, `.5`, `5.`, `1e-3`.
 _NUMERIC_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:[.][0-9]*)?|[.][0-9]+)(?:[eE][+-]?[0-9]+)?")
 # The common amount, taken as it is written: no exponent, digits that fit.
@@ -97,7 +104,12 @@ def _text_column(name: str) -> str:
 
 def _timestamp(text_col: str) -> Column:
     text = F.col(text_col)
-    return F.when(text.rlike(_TIMESTAMP), text.try_cast("timestamp"))
+    moment = F.coalesce(  # the second cast runs only where the first gave NULL
+        text.try_cast("timestamp"),
+        F.regexp_replace(text, _MINUTES_THEN_OFFSET, "$1:00$2").try_cast("timestamp"),
+    )
+    in_range = moment.between(F.expr(_FIRST_INSTANT), F.expr(_LAST_INSTANT))
+    return F.when(text.rlike(_TIMESTAMP) & in_range, moment)
 
 
 class RecordChecker:
