@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from pipelines import commands
 from pipelines.errors import BackfillError, UsageError
+from pipelines.io.locations import local_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,13 +223,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Table locations, resolved once where the flags are read: Delta takes a relative path with a
-# `-` in it for a table name, so a local path is made absolute against the working directory.
+# `-` in it for a table name, and refuses to create a table at a `file://` URI ("two different
+# locations"), so a local path or `file:` URI becomes an absolute path.
 TABLE_FLAGS = ("table", "quarantine", "events_table")
 
 
 def absolute_uri(uri: str) -> str:
-    """A local path (no scheme) as an absolute path; URIs such as `s3a://` as they are."""
-    return uri if "://" in uri else os.path.abspath(uri)
+    """A local path or `file:` URI as an absolute path; URIs such as `s3a://` as they are."""
+    path = local_path(uri)
+    return os.path.abspath(path) if path is not None else uri
 
 
 def _one_line(exc: BaseException) -> str:

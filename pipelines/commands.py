@@ -49,6 +49,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.io import s3
+    from pipelines.io.locations import check_report_path, check_table_location
     from pipelines.io.sources import DateWindow, check_sources
     from pipelines.job import RunRequest, default_quarantine_uri, new_run_id, run_backfill
     from pipelines.report import format_summary
@@ -63,9 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for stats in check_sources(args.source, config.s3):
         more = "+" if stats.truncated else ""
         progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
-    for table in (args.table, args.quarantine, args.events_table):
-        if table and s3.is_s3(table):
-            s3.check_bucket(table, config.s3)
+    for location in (args.table, args.quarantine, args.events_table, args.report):
+        if location and s3.is_s3(location):
+            s3.check_bucket(location, config.s3)
     request = RunRequest(
         sources=args.source,
         table=args.table,
@@ -78,6 +79,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=args.run_id or new_run_id(),
         txn=(args.txn_app_id, args.txn_version) if args.txn_app_id is not None else None,
     )
+    for uri, what in (
+        (request.table, "state table"),
+        (request.events_uri, "events table"),
+        (request.quarantine_table, "quarantine table"),
+    ):
+        check_table_location(uri, what)
+    if request.report_path:
+        check_report_path(request.report_path)
     spark = build_session(config, show_progress=sys.stderr.isatty())
     try:
         report = run_backfill(spark, config, request, progress=progress)

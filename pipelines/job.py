@@ -36,6 +36,7 @@ from pipelines.io.delta_tables import (
     QUARANTINE_SCHEMA,
     check_table_schema,
     commit_metadata,
+    existing_version,
     folded_events_version,
     idempotent_writes,
     merge_quarantine,
@@ -44,6 +45,7 @@ from pipelines.io.delta_tables import (
     table_version,
 )
 from pipelines.io.events_table import event_row_columns, events_schema
+from pipelines.io.locations import check_report_path
 from pipelines.io.sources import DateWindow, read_raw_records
 from pipelines.report import (
     Counts,
@@ -152,19 +154,23 @@ def run_backfill(
 def _check_tables(
     spark: SparkSession, request: RunRequest, fold: Fold, report: RunReport, buckets: int
 ) -> int:
-    """Versions and columns of the three tables, before any record is read."""
-    report.table_version_before = report.table_version_after = table_version(spark, request.table)
-    report.events_version_before = report.events_version_after = table_version(
-        spark, request.events_uri
-    )
-    report.quarantine_version_after = table_version(spark, request.quarantine_table)
-    for uri, schema, version in (
-        (request.table, fold.state_schema, report.table_version_before),
-        (request.events_uri, events_schema(fold), report.events_version_before),
-        (request.quarantine_table, QUARANTINE_SCHEMA, report.quarantine_version_after),
-    ):
-        if version is not None:
-            check_table_schema(spark, uri, schema)
+    """Versions and columns of the three tables, and the report's place, before any record
+    is read: a location that cannot take what this run writes ends it at once (exit 2)."""
+    for path in filter(None, (request.report_path,)):
+        check_report_path(path)
+    tables = {
+        "state table": (request.table, fold.state_schema),
+        "events table": (request.events_uri, events_schema(fold)),
+        "quarantine table": (request.quarantine_table, QUARANTINE_SCHEMA),
+    }
+    versions = {}
+    for what, (uri, schema) in tables.items():
+        versions[what] = existing_version(spark, uri, what)
+        if versions[what] is not None:
+            check_table_schema(spark, uri, schema, what, fold)
+    report.table_version_before = report.table_version_after = versions["state table"]
+    report.events_version_before = report.events_version_after = versions["events table"]
+    report.quarantine_version_after = versions["quarantine table"]
     missing_events = report.events_version_before is None and not request.full
     if report.table_version_before is not None and missing_events:
         raise UsageError(

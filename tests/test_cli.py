@@ -6,11 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from pipelines.cli import build_parser, main
+from tests import helpers
+from tests.helpers import table_states
+from tests.reference import read_lines, reference_backfill
 
 BACKFILL = [sys.executable, "-m", "pipelines.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,31 +198,36 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     rerun_data = json.loads(report.read_text())
     assert (rerun_data["keys"]["inserted"], rerun_data["keys"]["updated"]) == (0, 0)
 
-    # A table written by something else is refused before any work: exit 1, nothing written.
-    other = tmp_path / "other"
-    make_other = (
-        "from pipelines.session import build_session; from pipelines.config import load_config;"
-        f"s = build_session(load_config()); s.range(3).write.format('delta').save('{other}')"
-    )
-    subprocess.run([sys.executable, "-c", make_other], check=True, cwd=ROOT, capture_output=True)
-    log_files = sorted((other / "_delta_log").glob("*.json"))
-    failed = backfill("run", "--source", str(events), "--table", str(other), "--master", "local[2]")
-    assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1].startswith("backfill: ")
-    assert "does not have the expected columns" in failed.stderr
-    assert sorted((other / "_delta_log").glob("*.json")) == log_files
-
 
 @pytest.mark.slow
-def test_relative_table_paths_with_dashes_work_from_another_directory(tmp_path):
+def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_path):
+    """Every location flag, relative to the working directory or a `file://` URI, writes
+    where a user expects; `history` takes the same relative path."""
     from pipelines.generate.events import FaultRates, generate_log
 
     generate_log(tmp_path / "raw-events", events=300, keys=5, seed=3, faults=FaultRates())
-    args = ["--source", "raw-events", "--table", "my-tables/state", "--master", "local[2]"]
+    expected = reference_backfill(read_lines(tmp_path / "raw-events"))
+    args = [
+        "--source", "raw-events",
+        "--table", "my-tables/state",
+        "--quarantine", "./bad/records",
+        "--events-table", f"file://{tmp_path}/stored-events",
+        "--report", "reports/night.json",
+        "--master", "local[2]",
+    ]  # fmt: skip
     first = backfill("run", *args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    for name in ("state", "state_events", "state_quarantine"):
-        assert (tmp_path / "my-tables" / name / "_delta_log").is_dir(), name
+    for table in ("my-tables/state", "bad/records", "stored-events"):
+        assert (tmp_path / table / "_delta_log").is_dir(), table
+    report = json.loads((tmp_path / "reports" / "night.json").read_text())
+    assert report["table"] == str(tmp_path / "my-tables" / "state")
+    assert report["quarantine_table"] == str(tmp_path / "bad" / "records")
+    assert report["events_table"] == str(tmp_path / "stored-events")
+    assert report["counts"]["quarantined_by_reason"] == dict(expected.reasons)
+    assert table_states(spark, tmp_path / "my-tables" / "state") == expected.states
+    assert DeltaTable(str(tmp_path / "bad" / "records")).to_pyarrow_table().num_rows == sum(
+        expected.reasons.values()
+    )
     again = backfill("run", *args, cwd=tmp_path)  # rerun: nothing new
     assert again.returncode == 0, again.stderr[-2000:]
     assert "unchanged" in again.stdout
@@ -225,3 +235,67 @@ def test_relative_table_paths_with_dashes_work_from_another_directory(tmp_path):
         "history", "--table", "my-tables/state", "--master", "local[2]", cwd=tmp_path
     )
     assert history.returncode == 0 and "MERGE" in history.stdout, history.stderr[-2000:]
+
+
+def _bad_locations(root: Path) -> list[tuple[list[str], str]]:
+    """Flags naming a place no run can write, and the words its one-line error must hold."""
+    parquet = root / "parquet"
+    parquet.mkdir()
+    (parquet / "part-0000.parquet").write_bytes(b"PAR1")
+    (root / "a-file").write_text("x")
+    (root / "half" / "_delta_log").mkdir(parents=True)
+    (root / "folder").mkdir()
+    return [
+        (["--table", "parquet"], f"state table {parquet} is not a Delta table: it holds part-0000"),
+        (["--table", "t", "--quarantine", "parquet"], f"quarantine table {parquet} is not a Delta"),
+        (["--table", "t", "--events-table", str(parquet)], f"events table {parquet} is not a"),
+        (["--table", "a-file"], f"state table {root / 'a-file'} is a file, not a Delta table"),
+        (["--table", "a-file/state"], f"cannot be written: {root / 'a-file'} is a file"),
+        (["--table", "half"], "has a _delta_log with no commit"),
+        (["--table", "t", "--report", "folder"], "report folder is a directory"),
+        (["--table", "t", "--report", "a-file/r.json"], "report a-file/r.json cannot be written"),
+    ]
+
+
+def test_a_location_that_cannot_take_the_run_fails_before_spark_starts(tmp_path):
+    """Each bad location ends the run at once: exit 2, one line naming the path and what is
+    there, before Spark starts (the source, a folder of garbage, is never read), and nothing
+    is written anywhere, the working directory included."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "garbage.jsonl").write_text("not json\n")
+    for flags, text in _bad_locations(work):
+        before = sorted(work.rglob("*"))
+        started = time.monotonic()
+        result = backfill("run", "--source", "../source", *flags, cwd=work)
+        assert_one_line_error(result, 2, text)
+        assert time.monotonic() - started < 8, flags  # Python alone: no JVM was started
+        assert sorted(work.rglob("*")) == before, flags
+
+
+def test_a_delta_table_of_another_fold_is_refused_before_reading(spark, config, tmp_path):
+    """The state table of the snapshot fold given to a balance run: a usage error naming the
+    fold that wrote it, raised before the source (which does not exist) is read."""
+    from pipelines.errors import UsageError
+    from pipelines.folds import get_fold
+    from pipelines.io.delta_tables import ensure_table, state_properties
+
+    snapshot = get_fold("snapshot")
+    table = tmp_path / "state"
+    ensure_table(spark, str(table), snapshot.state_schema, properties=state_properties(snapshot))
+    log_files = sorted((table / "_delta_log").glob("*.json"))
+    with pytest.raises(UsageError) as refused:
+        helpers.backfill(spark, config, [tmp_path / "no-such-source"], table)
+    assert str(refused.value) == (
+        f"state table {table} is a Delta table written by the 'snapshot' fold without the "
+        "columns of the 'balance' fold this run writes (balance decimal(38,9)): give another "
+        "location, or the fold that wrote it"
+    )
+    assert sorted((table / "_delta_log").glob("*.json")) == log_files
+
+    # Through Hadoop's file system, as for S3: a folder of Parquet files is no Delta table.
+    parquet = tmp_path / "parquet"
+    spark.range(3).write.parquet(str(parquet))
+    with pytest.raises(UsageError, match=f"state table file://{parquet} is not a Delta table"):
+        helpers.backfill(spark, config, [tmp_path / "no-such-source"], f"file://{parquet}")

@@ -17,8 +17,9 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from pipelines.errors import RunFailed
+from pipelines.errors import RunFailed, UsageError
 from pipelines.folds import Fold
+from pipelines.io.locations import check_can_create, local_path, not_a_table, refuse_non_delta
 from pipelines.transforms.fold import DELETED
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
@@ -94,6 +95,36 @@ def idempotent_writes(spark: SparkSession, txn: tuple[str, int] | None) -> Itera
         spark.conf.unset(TXN_VERSION_CONF)
 
 
+def existing_version(spark: SparkSession, uri: str, what: str) -> int | None:
+    """The latest version of the Delta table `what` at `uri`, or None where there is nothing
+    yet (no such path, or an empty folder).
+
+    A location that holds anything else is a usage error, raised before any record is read:
+    a typo in a path must cost a second, not the backfill. Works for every file system
+    Hadoop knows (local, `file://`, `s3a://`, ...).
+    """
+    version = table_version(spark, uri)
+    if version is not None:
+        return version
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        local = local_path(uri)
+        if local is not None:
+            check_can_create(local, what)
+        return None
+    if fs.getFileStatus(path).isFile():
+        raise not_a_table(what, uri)
+    names: list[str] = []
+    entries = fs.listStatusIterator(path)
+    while entries.hasNext() and len(names) < 1000:
+        names.append(str(entries.next().getPath().getName()))
+    refuse_non_delta(what, uri, names)
+    return None
+
+
 def table_version(spark: SparkSession, uri: str) -> int | None:
     """The latest committed version of the Delta table at `uri`, or None if there is none."""
     if not DeltaTable.isDeltaTable(spark, uri):
@@ -137,23 +168,40 @@ def ensure_table(
     return table
 
 
-def check_table_schema(spark: SparkSession, uri: str, expected: StructType) -> None:
-    """Fail before any work when an existing table lacks the columns this fold writes."""
-    _check_columns(uri, DeltaTable.forPath(spark, uri).toDF().schema, expected)
+def check_table_schema(
+    spark: SparkSession, uri: str, expected: StructType, what: str, fold: Fold | None = None
+) -> None:
+    """A usage error, before any work, when an existing table lacks the columns this run
+    writes: another fold's table, or a table that is not one of ours."""
+    table = DeltaTable.forPath(spark, uri)
+    missing = _missing_columns(table.toDF().schema, expected)
+    if missing:
+        detail = table.detail().select("properties").first()
+        written_by = detail["properties"].get(FOLD_PROPERTY) if detail else None
+        by = f" written by the {written_by!r} fold" if written_by else ""
+        wanted = f" of the {fold.name!r} fold" if fold else ""
+        raise UsageError(
+            f"{what} {uri} is a Delta table{by} without the columns{wanted} this run writes "
+            f"({', '.join(missing)}): give another location, or the fold that wrote it"
+        )
 
 
 def _check_columns(uri: str, found: StructType, expected: StructType) -> None:
+    missing = _missing_columns(found, expected)
+    if missing:
+        have = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in found.fields)
+        raise RunFailed(
+            f"table {uri} does not have the expected columns {', '.join(missing)}; it has {have}"
+        )
+
+
+def _missing_columns(found: StructType, expected: StructType) -> list[str]:
     found_types = {f.name: f.dataType.simpleString() for f in found.fields}
-    missing = [
+    return [
         f"{f.name} {f.dataType.simpleString()}"
         for f in expected.fields
         if found_types.get(f.name) != f.dataType.simpleString()
     ]
-    if missing:
-        have = ", ".join(f"{n} {t}" for n, t in found_types.items())
-        raise RunFailed(
-            f"table {uri} does not have the expected columns {', '.join(missing)}; it has {have}"
-        )
 
 
 def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) -> MergeResult:
