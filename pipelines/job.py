@@ -46,7 +46,7 @@ from pipelines.io.delta_tables import (
 )
 from pipelines.io.events_table import event_row_columns, events_schema
 from pipelines.io.locations import check_report_path
-from pipelines.io.sources import DateWindow, read_raw_records
+from pipelines.io.sources import DateWindow, read_sources
 from pipelines.report import (
     Counts,
     KeyChanges,
@@ -67,7 +67,7 @@ from pipelines.transforms.dedupe import (
 from pipelines.transforms.quarantine import quarantine_rows
 from pipelines.transforms.reconcile import with_change_kind
 from pipelines.transforms.stored import STORED_BUCKET, displaced_copies, with_stored_outcome
-from pipelines.transforms.validate import parse_events
+from pipelines.transforms.typed import parse_sources
 
 Progress = Callable[[str], None]
 
@@ -194,8 +194,7 @@ def _ingest(
     """Read, validate and deduplicate the sources, within the batch and against the stored."""
     progress(f"reading {len(request.sources)} source(s) and validating every record")
     parsed_df = (
-        read_raw_records(spark, request.sources, request.window)
-        .transform(parse_events, config.fields, fold)
+        parse_sources(read_sources(spark, request.sources, request.window), config.fields, fold)
         # Names a record for the semi-joins that fetch raw text by id; stable because the
         # parsed records are persisted before anything reads the id.
         .withColumn("record_id", F.monotonically_increasing_id())

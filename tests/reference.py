@@ -55,8 +55,19 @@ def read_lines(root: Path) -> list[str]:
             import pyarrow.parquet as pq
 
             for row in pq.read_table(path).to_pylist():
-                lines.append(json.dumps({k: v for k, v in row.items() if v is not None}))
+                present = {k: v for k, v in row.items() if v is not None}
+                lines.append(json.dumps(present, default=_typed_value))
     return [line for line in lines if line.strip()]
+
+
+def _typed_value(value: Any) -> str:
+    """A typed Parquet value as JSON text holds it: a decimal as its digits, a timestamp in
+    ISO-8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"no JSON for {type(value).__name__}")
 
 
 def reference_backfill(lines: list[str], fold: str = "balance") -> ReferenceResult:

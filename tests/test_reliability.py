@@ -495,19 +495,19 @@ def test_a_source_file_that_vanishes_mid_run_fails_it_clean_and_the_rerun_conver
     """The file is deleted after Spark listed the sources and before it read them."""
     events, table = tmp_path / "events", tmp_path / "state"
     generate_log(events, events=2000, keys=20, seed=12)
-    listed = job.read_raw_records
+    listed = job.read_sources
 
     def list_then_delete(*args):
         df = listed(*args)
         sorted(events.rglob("*.jsonl"))[0].unlink()
         return df
 
-    monkeypatch.setattr(job, "read_raw_records", list_then_delete)
+    monkeypatch.setattr(job, "read_sources", list_then_delete)
     with pytest.raises(RunFailed, match=r"source file .*\.jsonl disappeared while the run read it"):
         backfill(spark, make_test_config(), [events], table)
     assert not DeltaTable.isDeltaTable(spark, str(table))
 
-    monkeypatch.setattr(job, "read_raw_records", listed)
+    monkeypatch.setattr(job, "read_sources", listed)
     report = backfill(spark, make_test_config(), [events], table)
     expected = reference_backfill(read_lines(events))
     assert report.counts.records_read == expected.records_read

@@ -13,7 +13,7 @@ import pytest
 from pipelines import versions
 from pipelines.generate.events import FaultRates, generate_log
 from pipelines.io import s3
-from pipelines.io.sources import DateWindow, read_raw_records
+from pipelines.io.sources import SOURCE_FILE, DateWindow, read_sources
 from pipelines.report import REPORTS_DIR
 from pipelines.session import apply_s3_settings
 from tests.helpers import backfill, table_states
@@ -95,11 +95,11 @@ def test_partition_pruning_reads_only_the_selected_partitions(
     source = upload(events, bucket, "raw", s3_config)
     window = DateWindow(date(2026, 1, 2), date(2026, 1, 3))
 
-    raw_df = read_raw_records(spark, [source], window)
-    plan = raw_df._jdf.queryExecution().executedPlan().toString()
+    (raw,) = read_sources(spark, [source], window)
+    plan = raw.df._jdf.queryExecution().executedPlan().toString()
     assert "PartitionFilters: [isnotnull(dt" in plan and "2026-01-02" in plan
     read_from = {
-        r["source_file"].split("/")[-2] for r in raw_df.select("source_file").distinct().collect()
+        r[SOURCE_FILE].split("/")[-2] for r in raw.df.select(SOURCE_FILE).distinct().collect()
     }
     assert read_from == {"dt=2026-01-02", "dt=2026-01-03"}
 

@@ -85,8 +85,8 @@ class Delivered:
         """The fold's own members as JSON, each after a comma."""
         return ""
 
-    def payload_text(self) -> str | None:
-        """The fold's own field as the text of a Parquet string column."""
+    def payload_value(self) -> Any:
+        """The fold's own field as its Parquet column holds it."""
         return None
 
 
@@ -101,8 +101,8 @@ class Event(Delivered):
         amount = f'"{self.amount}"' if self.amount_as_string else str(self.amount)
         return f',"amount":{amount}'
 
-    def payload_text(self) -> str | None:
-        return str(self.amount)
+    def payload_value(self) -> Any:
+        return self.amount
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class SnapshotEvent(Delivered):
     def payload_json(self) -> str:
         return "" if self.data is None else f',"data":{render_data(self.data, self.data_style)}'
 
-    def payload_text(self) -> str | None:
+    def payload_value(self) -> Any:
         return None if self.data is None else render_data(self.data, "object")
 
 
@@ -258,7 +258,8 @@ class EventKind:
 
     event_class: ClassVar[type[Delivered]]
     key_prefix: ClassVar[str]
-    column: ClassVar[str]  # the fold's own field, a string column in Parquet
+    column: ClassVar[str]  # the fold's own field
+    parquet_type: ClassVar[str]  # its Parquet column's type: decimal or string
     garbage_kinds: ClassVar[tuple[str, ...]]
     unknown_ops: ClassVar[tuple[str, ...]]
     valid_payload: ClassVar[dict[str, Any]]  # `op` and payload of a garbage line's base
@@ -286,6 +287,7 @@ class BalanceEvents(EventKind):
     event_class = Event
     key_prefix = "acct"
     column = "amount"
+    parquet_type = "decimal"
     garbage_kinds = GARBAGE_KINDS
     unknown_ops = ("multiply", "ADD", "")
     valid_payload: ClassVar[dict[str, Any]] = {"op": "add", "amount": "1.00"}
@@ -306,6 +308,7 @@ class SnapshotEvents(EventKind):
     event_class = SnapshotEvent
     key_prefix = "cust"
     column = "data"
+    parquet_type = "string"
     garbage_kinds = SNAPSHOT_GARBAGE_KINDS
     unknown_ops = ("merge", "UPSERT", "")
     valid_payload: ClassVar[dict[str, Any]] = {"op": "upsert", "data": {"name": "junk"}}
@@ -483,7 +486,7 @@ def _write_day(
         name = f"part-{rng.getrandbits(32):08x}-{index:03d}"
         if data_format == "parquet":
             path = part_dir / f"{name}.parquet"
-            _write_parquet(path, chunk, kind.column)
+            _write_parquet(path, chunk, kind)
         else:
             path = part_dir / (f"{name}.jsonl.gz" if gzip_files else f"{name}.jsonl")
             text = "\n".join(r if isinstance(r, str) else r.to_json() for r in chunk) + "\n"
@@ -495,12 +498,15 @@ def _write_day(
     return written
 
 
-def _write_parquet(path: Path, chunk: list[str | Delivered], column: str) -> None:
-    """Typed Parquet columns, the fold's own field (`column`) as a string; garbage that only
-    JSON can hold becomes a row missing fields."""
+def _write_parquet(path: Path, chunk: list[str | Delivered], kind: EventKind) -> None:
+    """The contract's types, as a typed lake holds them: timestamps, a 64-bit `seq`, the
+    balance `amount` as a decimal (wide enough for amounts out of range), a snapshot's
+    `data` as JSON text. Garbage no such column can hold becomes a missing value."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    column = kind.column
+    amounts = kind.parquet_type == "decimal"
     rows = []
     for record in chunk:
         if isinstance(record, Delivered):
@@ -509,42 +515,72 @@ def _write_parquet(path: Path, chunk: list[str | Delivered], column: str) -> Non
                     "event_id": record.event_id,
                     "key": record.key,
                     "seq": record.seq,
-                    "event_time": _iso(record.event_time),
+                    "event_time": record.event_time,
                     "op": record.op,
-                    column: record.payload_text(),
-                    "ingested_at": _iso(record.ingested_at),
+                    column: record.payload_value(),
+                    "ingested_at": record.ingested_at,
                 }
             )
             continue
         try:
-            parsed = json.loads(record)
+            parsed = json.loads(record, parse_float=Decimal)
         except ValueError:
             parsed = None
         row = parsed if isinstance(parsed, dict) else {}
         seq, value = row.get("seq"), row.get(column)
         rows.append(
             {
-                "event_id": row.get("event_id"),
-                "key": row.get("key"),
-                "seq": seq if isinstance(seq, int) else None,
-                "event_time": row.get("event_time"),
-                "op": row.get("op"),
-                column: value if value is None or isinstance(value, str) else json.dumps(value),
-                "ingested_at": row.get("ingested_at"),
+                "event_id": _text(row.get("event_id")),
+                "key": _text(row.get("key")),
+                "seq": seq if type(seq) is int and -(2**63) <= seq < 2**63 else None,
+                "event_time": _moment(row.get("event_time")),
+                "op": _text(row.get("op")),
+                column: _decimal(value) if amounts else _string_column(value),
+                "ingested_at": _moment(row.get("ingested_at")),
             }
         )
+    moment = pa.timestamp("us", tz="UTC")
     schema = pa.schema(
         [
             ("event_id", pa.string()),
             ("key", pa.string()),
             ("seq", pa.int64()),
-            ("event_time", pa.string()),
+            ("event_time", moment),
             ("op", pa.string()),
-            (column, pa.string()),
-            ("ingested_at", pa.string()),
+            (column, pa.decimal128(38, 18) if amounts else pa.string()),
+            ("ingested_at", moment),
         ]
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _string_column(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _moment(value: Any) -> datetime | None:
+    """A garbage line's time, where a timestamp column can hold it."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A garbage line's amount, where a decimal(38, 18) column can hold it."""
+    try:
+        amount = Decimal(value) if isinstance(value, (int, str, Decimal)) else None
+    except ArithmeticError:
+        return None
+    if amount is None or not amount.is_finite() or abs(amount) >= Decimal(10) ** 20:
+        return None
+    quantized = amount.quantize(Decimal("1e-18"))
+    return quantized if quantized == amount else None
 
 
 def _iso(moment: datetime) -> str:

@@ -1,8 +1,9 @@
 """Read raw event records from files, directories or globs, local or `s3a://`.
 
-Every source becomes rows of `(source_file, raw)`: the record's text exactly as stored
-(JSON Lines), or its columns rendered as JSON (Parquet), so one validation path serves both
-formats and a quarantined record always keeps what was really read. Nothing is inferred:
+Every source becomes a `Source`: rows with the record's source file and raw text, the text
+exactly as stored (JSON Lines) or the row rendered as JSON (Parquet), so a quarantined record
+always keeps what was really read. A Parquet source also keeps its typed columns, which
+`transforms.typed` checks without parsing text when their types allow. Nothing is inferred:
 JSON lines are read as text and parsed by `transforms.validate`.
 """
 
@@ -12,24 +13,33 @@ import glob
 import os
 from dataclasses import dataclass
 from datetime import date
-from functools import reduce
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import StructType
 
 from pipelines.config import S3Config
 from pipelines.errors import UsageError
 from pipelines.io import s3
 
-RAW_SCHEMA = StructType(
-    [StructField("source_file", StringType(), False), StructField("raw", StringType(), True)]
-)
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 JSON_GLOB = "*.{json,jsonl,ndjson,json.gz,jsonl.gz,ndjson.gz}"
 PARQUET_SUFFIXES = (".parquet",)
 PARTITION_COLUMN = "dt"
+# The columns every source's rows have, named so that no data column can clash with them.
+SOURCE_FILE, RAW = "__source_file", "__raw"
+# A Parquet timestamp in a row's JSON text, to the microsecond (Spark's default writes ms).
+TIMESTAMP_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source's rows: `SOURCE_FILE` and `RAW`, and for Parquet its data columns, whose
+    schema is `columns` (None for JSON text)."""
+
+    df: DataFrame
+    columns: StructType | None
 
 
 @dataclass(frozen=True)
@@ -73,30 +83,35 @@ def _check_local(uri: str) -> None:
         raise UsageError(f"source {uri} does not exist")
 
 
-def read_raw_records(spark: SparkSession, uris: list[str], window: DateWindow) -> DataFrame:
-    """All records of all sources as `(source_file, raw)`; blank lines are not records."""
-    frames = [df for uri in uris if (df := _read_source(spark, uri, window)) is not None]
-    if not frames:
-        return spark.createDataFrame([], RAW_SCHEMA)
-    return reduce(DataFrame.unionByName, frames)
+def read_sources(spark: SparkSession, uris: list[str], window: DateWindow) -> list[Source]:
+    """Every source that holds data files (one empty one if none does); blank lines are
+    not records."""
+    sources = [source for uri in uris if (source := _read_source(spark, uri, window)) is not None]
+    empty = spark.createDataFrame([], f"{SOURCE_FILE} string, {RAW} string")
+    return sources or [Source(empty, columns=None)]
 
 
-def _read_source(spark: SparkSession, uri: str, window: DateWindow) -> DataFrame | None:
+def _read_source(spark: SparkSession, uri: str, window: DateWindow) -> Source | None:
     data_format = _detect_format(spark, uri)
     if data_format is None:
         return None
     if data_format == "json":
         df = spark.read.format("text").option("pathGlobFilter", JSON_GLOB).load(uri)
-        raw = F.col("value")
-    else:
-        reader = spark.read.option("pathGlobFilter", "*.parquet").option("mergeSchema", "true")
-        df = reader.parquet(uri)
-        data_columns = [c for c in df.columns if c != PARTITION_COLUMN]
-        raw = F.to_json(F.struct(*data_columns))
-    df = _filter_window(df, uri, window)
-    return df.select(F.col("_metadata.file_path").alias("source_file"), raw.alias("raw")).filter(
-        F.trim(F.col("raw")) != ""
+        df = _filter_window(df, uri, window)
+        raw_df = df.select(
+            F.col("_metadata.file_path").alias(SOURCE_FILE), F.col("value").alias(RAW)
+        ).filter(F.trim(F.col(RAW)) != "")
+        return Source(raw_df, columns=None)
+    reader = spark.read.option("pathGlobFilter", "*.parquet").option("mergeSchema", "true")
+    df = _filter_window(reader.parquet(uri), uri, window)
+    data = [f for f in df.schema.fields if f.name != PARTITION_COLUMN]
+    columns = [F.col(f"`{f.name}`") for f in data]
+    rows_df = df.select(
+        F.col("_metadata.file_path").alias(SOURCE_FILE),
+        F.to_json(F.struct(*columns), {"timestampFormat": TIMESTAMP_TEXT}).alias(RAW),
+        *columns,
     )
+    return Source(rows_df, columns=StructType(data))
 
 
 def _filter_window(df: DataFrame, uri: str, window: DateWindow) -> DataFrame:

@@ -103,13 +103,20 @@ def _text_column(name: str) -> str:
 
 
 def _timestamp(text_col: str) -> Column:
-    text = F.col(text_col)
+    return timestamp_from_text(F.col(text_col))
+
+
+def timestamp_from_text(text: Column) -> Column:
+    """The instant an ISO-8601 text names, or NULL when it names none the tables can hold."""
     moment = F.coalesce(  # the second cast runs only where the first gave NULL
         text.try_cast("timestamp"),
         F.regexp_replace(text, _MINUTES_THEN_OFFSET, "$1:00$2").try_cast("timestamp"),
     )
-    in_range = moment.between(F.expr(_FIRST_INSTANT), F.expr(_LAST_INSTANT))
-    return F.when(text.rlike(_TIMESTAMP) & in_range, moment)
+    return F.when(text.rlike(_TIMESTAMP) & within_readers_range(moment), moment)
+
+
+def within_readers_range(moment: Column) -> Column:
+    return moment.between(F.expr(_FIRST_INSTANT), F.expr(_LAST_INSTANT))
 
 
 class RecordChecker:
