@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pipelines.session resolve > /dev/null
+	@echo 'resolving Delta and hadoop-aws from Maven Central (once; log in $(VENV)/resolve.log)'
+	@$(PY) -m pipelines.session resolve > $(VENV)/resolve.log 2>&1 || (cat $(VENV)/resolve.log; exit 1)
 	touch $(STAMP)
 
 demo: setup

@@ -28,6 +28,7 @@ MAVEN_PACKAGES = (
     f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
 )
 LOG4J_CONFIG = conf_file("log4j2.properties")
+IVY_SETTINGS = conf_file("ivysettings.xml")
 
 
 def jars_dir(spark_config: SparkConfig) -> Path:
@@ -122,8 +123,10 @@ def build_session(config: Config, show_progress: bool = False) -> SparkSession:
             builder = builder.config("spark.driver.extraClassPath", classpath)
             builder = builder.config("spark.executor.extraClassPath", classpath)
         else:
-            builder = builder.config("spark.jars.packages", ",".join(MAVEN_PACKAGES)).config(
-                "spark.jars.ivy", str(jars_dir(spark_config))
+            builder = (
+                builder.config("spark.jars.packages", ",".join(MAVEN_PACKAGES))
+                .config("spark.jars.ivy", str(jars_dir(spark_config)))
+                .config("spark.jars.ivySettings", str(IVY_SETTINGS))
             )
     for key, value in s3a_settings(config.s3).items():
         builder = builder.config(f"spark.hadoop.{key}", value)
@@ -150,6 +153,7 @@ def resolve(spark_config: SparkConfig) -> list[Path]:
         .config("spark.ui.enabled", "false")
         .config("spark.jars.packages", ",".join(MAVEN_PACKAGES))
         .config("spark.jars.ivy", str(jars_dir(spark_config)))
+        .config("spark.jars.ivySettings", str(IVY_SETTINGS))
         .getOrCreate()
     )
     spark.stop()
