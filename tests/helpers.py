@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from pipelines.io.sources import DateWindow
 from pipelines.job import RunRequest, run_backfill
 from pipelines.report import RunReport
+from tests.reference import reference_backfill
 
 
 def backfill(
@@ -50,3 +54,40 @@ def _aware(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.astimezone(UTC)
     return value
+
+
+def write_night(root: Path, night: int, lines: list[str]) -> Path:
+    """`lines` as the night's partition `root/events/dt=2026-02-<night>`; returns it."""
+    day = root / "events" / f"dt=2026-02-{night:02d}"
+    day.mkdir(parents=True, exist_ok=True)
+    (day / "part-0.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    return day
+
+
+def assert_any_nights_equal_one_run(
+    spark: SparkSession,
+    config,
+    lines: list[str],
+    data: Any,
+    max_cuts: int,
+    fold: str = "balance",
+    states: Callable[[SparkSession, Path], dict[str, Any]] = table_states,
+) -> None:
+    """`lines` shuffled, cut into up to `max_cuts + 1` nights and delivered in any order (all
+    drawn from hypothesis' `data`): after each night the state equals the reference over what
+    was delivered, and at the end it equals one run over everything."""
+    shuffled = data.draw(st.permutations(lines))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), min_size=1, max_size=max_cuts)))
+    nights = [shuffled[lo:hi] for lo, hi in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
+    order = data.draw(st.permutations(range(len(nights))))
+    with tempfile.TemporaryDirectory() as tmp:
+        root, table = Path(tmp), Path(tmp) / "state"
+        delivered: list[str] = []
+        for night in order:
+            backfill(spark, config, [write_night(root, night + 1, nights[night])], table)
+            delivered += nights[night]
+            now = states(spark, table) if (table / "_delta_log").exists() else {}
+            assert now == reference_backfill(delivered, fold).states
+        one_run = backfill(spark, config, [root / "events"], root / "one")
+        assert states(spark, root / "one") == states(spark, table)
+        assert one_run.counts.valid_unique == reference_backfill(lines, fold).valid_unique

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 
 from pipelines.errors import UsageError
 from pipelines.generate.events import FaultRates, generate_log
-from tests.helpers import backfill, table_states
+from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states, write_night
 from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +37,6 @@ def event(event_id: str, key: str, seq: int, op: str, amount: str, ingested: int
             "ingested_at": f"2026-01-{ingested:02d}T00:00:00Z",
         }
     )
-
-
-def write_night(root: Path, night: int, lines: list[str]) -> Path:
-    day = root / "events" / f"dt=2026-02-{night:02d}"
-    day.mkdir(parents=True, exist_ok=True)
-    (day / "part-0.jsonl").write_text("".join(f"{line}\n" for line in lines))
-    return day
 
 
 def versions(spark, table: Path) -> tuple[int | None, ...]:
@@ -280,22 +272,7 @@ def delivered_logs(draw) -> list[str]:
 def test_any_split_into_nights_in_any_order_equals_one_run_and_the_reference(
     spark, config, lines, data
 ):
-    shuffled = data.draw(st.permutations(lines))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), min_size=1, max_size=3)))
-    nights = [shuffled[lo:hi] for lo, hi in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
-    order = data.draw(st.permutations(range(len(nights))))
-    with tempfile.TemporaryDirectory() as tmp:
-        root, table = Path(tmp), Path(tmp) / "state"
-        delivered: list[str] = []
-        for night in order:
-            day = write_night(root, night + 1, nights[night])
-            backfill(spark, config, [day], table)
-            delivered += nights[night]
-            states = table_states(spark, table) if (table / "_delta_log").exists() else {}
-            assert states == reference_backfill(delivered).states
-        one_run = backfill(spark, config, [root / "events"], Path(tmp) / "one")
-        assert table_states(spark, Path(tmp) / "one") == table_states(spark, table)
-        assert one_run.counts.valid_unique == reference_backfill(lines).valid_unique
+    assert_any_nights_equal_one_run(spark, config, lines, data, max_cuts=3)
 
 
 def test_the_mark_comes_from_a_merge_never_from_the_create_of_a_killed_run(spark, tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from pipelines.cli import main as backfill_cli
 from pipelines.generate.events import DATA_STYLES, SnapshotEvent
 from pipelines.report import RunReport
-from tests.helpers import backfill, table_states
+from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states
 from tests.reference import canonical_json_text, read_lines, reference_backfill
 
 HEAVY_FAULTS = [
@@ -259,22 +258,6 @@ def snapshot_logs(draw) -> list[str]:
 def test_any_split_into_nights_in_any_order_equals_one_run_and_the_reference(
     spark, snapshot_config, lines, data
 ):
-    shuffled = data.draw(st.permutations(lines))
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), min_size=1, max_size=1)))
-    nights = [shuffled[lo:hi] for lo, hi in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
-    order = data.draw(st.permutations(range(len(nights))))
-    with tempfile.TemporaryDirectory() as tmp:
-        root, table = Path(tmp), Path(tmp) / "state"
-        delivered: list[str] = []
-        for night in order:
-            day = root / "events" / f"dt=2026-02-{night + 1:02d}"
-            day.mkdir(parents=True)
-            (day / "part-0.jsonl").write_text("".join(f"{line}\n" for line in nights[night]))
-            backfill(spark, snapshot_config, [day], table)
-            delivered += nights[night]
-            assert snapshot_states(spark, table) == (
-                reference_backfill(delivered, fold="snapshot").states
-            )
-        one_run = backfill(spark, snapshot_config, [root / "events"], root / "one")
-        assert snapshot_states(spark, root / "one") == snapshot_states(spark, table)
-        assert one_run.counts.valid_unique == reference_backfill(lines, "snapshot").valid_unique
+    assert_any_nights_equal_one_run(
+        spark, snapshot_config, lines, data, max_cuts=1, fold="snapshot", states=snapshot_states
+    )
