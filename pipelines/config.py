@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ def conf_file(name: str) -> Path:
 
 
 DEFAULT_CONFIG = conf_file("local.yaml")
+# The config file when no --config is given, e.g. set once for a scheduler's every run.
+CONFIG_ENV = "BACKFILL_CONFIG"
 
 
 class _Frozen(BaseModel):
@@ -62,6 +65,9 @@ class SparkConfig(_Frozen):
     app_name: str = "backfill"
     shuffle_partitions: int = Field(default=8, ge=1)
     jars_dir: str = "~/.cache/backfill-pipeline/jars"
+    # Options for the driver's JVM (which runs the executors too in local mode), after the
+    # pipeline's own, e.g. "-XX:TieredStopAtLevel=1" for many small runs.
+    java_options: str = ""
     conf: dict[str, str] = Field(default_factory=dict)
 
 
@@ -125,7 +131,7 @@ class Config(_Frozen):
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read a YAML config file into a `Config`; a bad file is a usage error (exit 2)."""
-    config_path = Path(path) if path else DEFAULT_CONFIG
+    config_path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     data = _read_yaml(config_path)
     try:
         return Config.model_validate(data)

@@ -111,10 +111,8 @@ def build_session(config: Config, show_progress: bool = False) -> SparkSession:
         # pandas and pyarrow). PySpark reads PYSPARK_PYTHON when it creates the context.
         os.environ["PYSPARK_PYTHON"] = sys.executable
         builder = builder.config("spark.ui.showConsoleProgress", str(show_progress).lower())
-        if LOG4J_CONFIG.exists():
-            builder = builder.config(
-                "spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={LOG4J_CONFIG}"
-            )
+        java_options = f"-Dlog4j.configurationFile={LOG4J_CONFIG} {spark_config.java_options}"
+        builder = builder.config("spark.driver.extraJavaOptions", java_options.strip())
         jars = resolved_jars(spark_config)
         if jars:
             # On the class path, not in spark.jars: local executors share the driver's JVM,

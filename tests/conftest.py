@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from pipelines.config import load_config
+from pipelines.config import CONFIG_ENV, load_config
 from pipelines.session import build_session
 
 # Test-only credentials for the local S3 server, set before any JVM starts so S3A's default
@@ -17,10 +18,12 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "backfill-test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "backfill-test")
 
 
+# Every run the tests start, in this process or as a command, reads the test config.
+os.environ[CONFIG_ENV] = str(Path(__file__).with_name("backfill-test.yaml"))
+
+
 def make_test_config():
-    return load_config().with_overrides(
-        **{"spark.master": "local[2]", "spark.shuffle_partitions": 2}
-    )
+    return load_config()
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +46,19 @@ RELIABILITY_FIGURES: dict[str, int] = {}
 @pytest.fixture(scope="session")
 def reliability_figures() -> dict[str, int]:
     return RELIABILITY_FIGURES
+
+
+def pytest_sessionfinish(session) -> None:
+    """Under pytest-xdist, a worker hands its figures to the controller, which sums them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["reliability_figures"] = dict(RELIABILITY_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    for name, value in getattr(node, "workeroutput", {}).get("reliability_figures", {}).items():
+        RELIABILITY_FIGURES[name] = RELIABILITY_FIGURES.get(name, 0) + value
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

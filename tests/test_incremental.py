@@ -190,16 +190,27 @@ def table_rows(spark, uri: str, columns: list[str]) -> set[tuple]:
     return {tuple(r) for r in spark.read.format("delta").load(uri).select(*columns).collect()}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("after", ["quarantine", "events"])
-def test_a_run_killed_between_its_commits_is_repaired_exactly(spark, config, tmp_path, after):
-    table, twin, events = tmp_path / "state", tmp_path / "twin", tmp_path / "events"
+@pytest.fixture(scope="module")
+def two_days_and_twin(spark, config, tmp_path_factory) -> tuple[list[Path], Path]:
+    """Two days of events, and the tables an uninterrupted run of each day made."""
+    root = tmp_path_factory.mktemp("killed")
+    events, twin = root / "events", root / "twin"
     generate_log(
         events, events=800, keys=12, seed=31, days=2, faults=FaultRates(conflict=0.05, garbage=0.05)
     )
     days = sorted(events.glob("dt=*"))[:2]
     for day in days:
-        backfill(spark, config, [day], twin)  # the uninterrupted result
+        backfill(spark, config, [day], twin)
+    return days, twin
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", ["quarantine", "events"])
+def test_a_run_killed_between_its_commits_is_repaired_exactly(
+    spark, config, tmp_path, two_days_and_twin, after
+):
+    days, twin = two_days_and_twin
+    table = tmp_path / "state"
     backfill(spark, config, [days[0]], table)
     killed = subprocess.run(
         [sys.executable, "-m", "tests.killed_run", str(days[1]), str(table), after],
@@ -264,7 +275,7 @@ def delivered_logs(draw) -> list[str]:
 
 
 @settings(
-    max_examples=25 if SOAK else 5,
+    max_examples=25 if SOAK else 3,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

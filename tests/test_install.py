@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.config import CONFIG_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    # Nothing from the source tree: no import path, no test config.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", CONFIG_ENV)}
     return subprocess.run(
         [str(part) for part in command],
         cwd=cwd,
