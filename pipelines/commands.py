@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.config import Config, load_config
-from pipelines.errors import UsageError
+from pipelines.errors import BackfillError, RunFailed, UsageError
 from pipelines.report import format_change, format_commit, format_diff_summary, json_default
 
 if TYPE_CHECKING:
@@ -87,11 +87,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_table_location(uri, what)
     if request.report_path:
         check_report_path(request.report_path)
-    spark = build_session(config, show_progress=sys.stderr.isatty())
+    log_file = run_log_file(request.report_path, request.run_id, config)
+    progress(f"run {request.run_id}; Spark's log: {log_file}")
+    progress.doing = "starting Spark"
     try:
-        report = run_backfill(spark, config, request, progress=progress)
-    finally:
-        spark.stop()
+        spark = build_session(config, show_progress=sys.stderr.isatty(), log_file=log_file)
+        progress.doing = "checking the tables"
+        try:
+            report = run_backfill(spark, config, request, progress=progress)
+        finally:
+            spark.stop()
+    except BackfillError:
+        raise
+    except Exception as exc:
+        from pipelines.failures import describe_failure, save_trace
+
+        saved = save_trace(exc, log_file)
+        where = f"; full trace in {saved}" if saved else ""
+        message = describe_failure(exc, progress.doing, config.s3)
+        raise RunFailed(f"run failed: {message}{where}") from exc
     print(format_summary(report))
     if report.status == "quarantine_threshold_exceeded":
         print(
@@ -219,12 +233,27 @@ def _fault_rates(args: argparse.Namespace) -> FaultRates:
     return FaultRates(**rates)
 
 
+def run_log_file(report_path: str | None, run_id: str, config: Config) -> Path:
+    """Where a run's JVM log and, if it fails, its full trace go: beside a local report, or
+    in the cache folder beside the JARs."""
+    from pipelines.io.locations import local_path
+
+    report = local_path(report_path) if report_path else None
+    if report is not None:
+        return report.absolute().with_suffix(".log")
+    return Path(config.spark.jars_dir).expanduser().parent / "logs" / f"{run_id}.log"
+
+
 class ConsoleProgress:
-    """Prints what the pipeline is doing, with the time since start, on stderr."""
+    """Prints what the pipeline is doing, with the time since start, on stderr; `doing` is
+    the step a failure is reported in."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.doing: str | None = None
 
     def __call__(self, message: str) -> None:
+        if not message.startswith(("run ", "read ", "folded ", "no new events")):
+            self.doing = message
         elapsed = int(time.monotonic() - self.started)
         print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {message}", file=sys.stderr, flush=True)

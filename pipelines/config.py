@@ -79,6 +79,29 @@ class S3Config(_Frozen):
     region: str = "us-east-1"
     path_style_access: bool = False
     ssl: bool = True
+    # How long an endpoint that stops answering can hold a run. Every request (S3A's and
+    # boto3's) gives up after `request_timeout_seconds` (S3A raises anything below 15 s to
+    # 15 s) or `connect_timeout_seconds` to connect, and is tried `retry_limit` more times,
+    # `retry_interval_seconds` apart and doubling: a dead endpoint fails a run within about
+    # 4 x 20 s + 7 s by default (`failure_bound_seconds`), and a freeze shorter than that
+    # is ridden out.
+    connect_timeout_seconds: float = Field(default=10, gt=0)
+    request_timeout_seconds: float = Field(default=20, gt=0)
+    retry_limit: int = Field(default=3, ge=0)
+    retry_interval_seconds: float = Field(default=1, gt=0)
+
+    @property
+    def s3a_request_timeout_seconds(self) -> float:
+        """The request timeout S3A applies: it will not wait less than 15 s."""
+        return max(self.request_timeout_seconds, 15.0)
+
+    @property
+    def failure_bound_seconds(self) -> float:
+        """About the longest a dead endpoint holds a run before it fails."""
+        attempts = self.retry_limit + 1
+        pauses = self.retry_interval_seconds * (2**self.retry_limit - 1)
+        wait = max(self.connect_timeout_seconds, self.s3a_request_timeout_seconds)
+        return attempts * wait + pauses
 
 
 class EventsConfig(_Frozen):

@@ -20,6 +20,8 @@ NOISE = (
     b"WARNING: Using incubator modules",
     b"Setting default log level to",
     b"To adjust logging level use sc.setLogLevel",
+    # slf4j 1.x, which a bundled library carries, finding no binding (it then logs nothing).
+    b"SLF4J: ",
 )
 
 

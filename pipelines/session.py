@@ -28,6 +28,7 @@ MAVEN_PACKAGES = (
     f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
 )
 LOG4J_CONFIG = conf_file("log4j2.properties")
+LOG4J_FILE_CONFIG = conf_file("log4j2-file.properties")  # a command run's, to its log file
 IVY_SETTINGS = conf_file("ivysettings.xml")
 
 
@@ -62,10 +63,26 @@ def s3a_settings(s3: S3Config) -> dict[str, str]:
         "fs.s3a.path.style.access": str(s3.path_style_access).lower(),
         "fs.s3a.connection.ssl.enabled": str(s3.ssl).lower(),
         "fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        # A bounded wait for an endpoint that stops answering (S3Config). The SDK does not
+        # retry on its own: S3A's retry policy does, `retry_limit` times.
+        "fs.s3a.connection.establish.timeout": _millis(s3.connect_timeout_seconds),
+        "fs.s3a.connection.timeout": _millis(s3.request_timeout_seconds),
+        "fs.s3a.connection.request.timeout": _millis(s3.request_timeout_seconds),
+        "fs.s3a.attempts.maximum": "0",
+        "fs.s3a.retry.limit": str(s3.retry_limit),
+        "fs.s3a.retry.interval": _millis(s3.retry_interval_seconds),
+        # The classic input stream: the analytics accelerator's retries the settings above do
+        # not bound, each logging a trace, kept a frozen-endpoint run waiting for 10 minutes.
+        "fs.s3a.input.stream.type": "classic",
     }
     if s3.endpoint:
         settings["fs.s3a.endpoint"] = s3.endpoint
     return settings
+
+
+def _millis(seconds: float) -> str:
+    """A Hadoop duration: a whole number with its unit."""
+    return f"{round(seconds * 1000)}ms"
 
 
 def apply_s3_settings(spark: SparkSession, s3: S3Config) -> None:
@@ -76,10 +93,13 @@ def apply_s3_settings(spark: SparkSession, s3: S3Config) -> None:
         spark.conf.set(key, value)
 
 
-def build_session(config: Config, show_progress: bool = False) -> SparkSession:
+def build_session(
+    config: Config, show_progress: bool = False, log_file: Path | None = None
+) -> SparkSession:
     """Return a Delta-enabled session configured from `config` (Spark and S3 settings).
 
-    `show_progress` turns on Spark's console progress bar (for a person at a terminal).
+    `show_progress` turns on Spark's console progress bar (for a person at a terminal);
+    with `log_file`, the JVM logs there instead of to the terminal.
     """
     spark_config = config.spark
     builder = (
@@ -111,7 +131,12 @@ def build_session(config: Config, show_progress: bool = False) -> SparkSession:
         # pandas and pyarrow). PySpark reads PYSPARK_PYTHON when it creates the context.
         os.environ["PYSPARK_PYTHON"] = sys.executable
         builder = builder.config("spark.ui.showConsoleProgress", str(show_progress).lower())
-        java_options = f"-Dlog4j.configurationFile={LOG4J_CONFIG} {spark_config.java_options}"
+        logging = f"-Dlog4j.configurationFile={LOG4J_CONFIG}"
+        if log_file is not None:
+            logging = (
+                f"-Dlog4j.configurationFile={LOG4J_FILE_CONFIG} -Dbackfill.log.file={log_file}"
+            )
+        java_options = f"{logging} {spark_config.java_options}"
         builder = builder.config("spark.driver.extraJavaOptions", java_options.strip())
         jars = resolved_jars(spark_config)
         if jars:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,16 @@ def free_port() -> int:
 @contextmanager
 def s3_server(check_credentials: bool = False) -> Iterator[S3Config]:
     """Start the server; with `check_credentials`, it refuses keys it did not issue."""
+    with s3_server_process(check_credentials) as (config, _):
+        yield config
+
+
+@contextmanager
+def s3_server_process(
+    check_credentials: bool = False, **settings: float
+) -> Iterator[tuple[S3Config, subprocess.Popen]]:
+    """The server's config (with S3Config `settings` such as timeouts) and its process, for
+    tests that freeze it (SIGSTOP) and thaw it (SIGCONT)."""
     port = free_port()
     env = dict(os.environ)
     if check_credentials:
@@ -49,8 +60,12 @@ def s3_server(check_credentials: bool = False) -> Iterator[S3Config]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the S3 test server did not start") from None
                 time.sleep(0.2)
-        yield S3Config(endpoint=endpoint, region="us-east-1", path_style_access=True, ssl=False)
+        config = S3Config(
+            endpoint=endpoint, region="us-east-1", path_style_access=True, ssl=False, **settings
+        )
+        yield config, process
     finally:
+        process.send_signal(signal.SIGCONT)  # a frozen server cannot terminate
         process.terminate()
         process.wait(timeout=10)
 

@@ -52,9 +52,10 @@ def client(s3: S3Config) -> Any:
         region_name=s3.region,
         config=BotoConfig(
             s3={"addressing_style": "path" if s3.path_style_access else "auto"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            # The same bounded wait as S3A's (S3Config): attempts are the first and retries.
+            retries={"total_max_attempts": s3.retry_limit + 1, "mode": "standard"},
+            connect_timeout=s3.connect_timeout_seconds,
+            read_timeout=s3.request_timeout_seconds,
         ),
     )
 
