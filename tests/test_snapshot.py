@@ -172,7 +172,7 @@ def test_what_a_snapshot_event_needs_is_checked_per_op(spark, snapshot_config, t
 def test_a_balance_events_table_is_refused_by_the_snapshot_fold(
     spark, config, snapshot_config, tmp_path
 ):
-    from pipelines.errors import RunFailed
+    from pipelines.errors import UsageError
 
     table = tmp_path / "state"
     balance_night = tmp_path / "balance"
@@ -183,5 +183,6 @@ def test_a_balance_events_table_is_refused_by_the_snapshot_fold(
     )
     backfill(spark, config, [balance_night], table)
     night = write_night(tmp_path, 1, [event("s1", "k", 2, "upsert", {"v": 1})])
-    with pytest.raises(RunFailed, match="does not have the expected columns data string"):
+    refused = "written by the 'balance' fold without the columns of the 'snapshot' fold"
+    with pytest.raises(UsageError, match=refused):
         backfill(spark, snapshot_config, [night], table)

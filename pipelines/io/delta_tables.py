@@ -29,8 +29,16 @@ TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 # classes share no base class, so they are caught as a tuple).
 COMMIT_CONFLICTS = tuple(getattr(delta.exceptions, name) for name in delta.exceptions.__all__)
 # Two runs creating one table at once: the loser finds a half-made table (a log with no
-# commit yet), or finds the location taken between its own check and its commit.
-CREATE_RACES = frozenset({"DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"})
+# commit yet), or finds the location taken between its own check and its commit, or finds
+# there a table whose properties include the session's defaults (deletion vectors), which
+# its own create did not name. Its next attempt finds the table made and uses it.
+CREATE_RACES = frozenset(
+    {
+        "DELTA_TABLE_NOT_FOUND",
+        "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION",
+        "DELTA_CREATE_TABLE_WITH_DIFFERENT_PROPERTY",
+    }
+)
 MERGE_ATTEMPTS = 4
 T = TypeVar("T")
 # Deletion vectors are the config's choice (`tables.deletion_vectors`, applied by the session
