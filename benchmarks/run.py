@@ -413,10 +413,15 @@ def main() -> int:
     else:  # `--sizes ''`: the size figures stay from their run
         report = json.loads((HERE / "results.json").read_text())
         report["sizes_measured"] = report.get("sizes_measured", report["date"])
-    report["large"] = bench_size(args.large, out, LARGE_ORDER) if args.large else None
-    report["small_runs"] = bench_small_runs(out) if args.small else None
-    report["nightly"] = bench_nightly(args.nightly, out) if args.nightly else None
-    report["formats"] = bench_formats(args.formats, out) if args.formats else None
+    # A part not run this time keeps its figures from the last run that measured it.
+    if args.large:
+        report["large"] = bench_size(args.large, out, LARGE_ORDER)
+    if args.small:
+        report["small_runs"] = bench_small_runs(out)
+    if args.nightly:
+        report["nightly"] = bench_nightly(args.nightly, out)
+    if args.formats:
+        report["formats"] = bench_formats(args.formats, out)
     report.update(date=time.strftime("%Y-%m-%d"), machine=machine())
     (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (HERE / "results.md").write_text(markdown(report))
