@@ -77,15 +77,21 @@ def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
     return result
 
 
-def bench_size(events: int, out: Path, order: tuple[str, ...] = ORDER) -> dict[str, Any]:
-    data, work = out / f"events-{events}", out / f"work-{events}"
+def prepare(data: Path, work: Path, **log: Any) -> None:
+    """An empty `work` directory, and the log `generate_log(data, **log)` writes, made once
+    and kept for later runs."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     if not (data / "_generator.json").exists():
         shutil.rmtree(data, ignore_errors=True)
-        generate_log(
-            data, events=events, keys=max(1000, events // 200), seed=42, days=5, files_per_day=8
-        )
+        generate_log(data, **log)
+
+
+def bench_size(events: int, out: Path, order: tuple[str, ...] = ORDER) -> dict[str, Any]:
+    data, work = out / f"events-{events}", out / f"work-{events}"
+    prepare(
+        data, work, events=events, keys=max(1000, events // 200), seed=42, days=5, files_per_day=8
+    )
     lines = json.loads((data / "_generator.json").read_text())["lines_written"]
     results: dict[str, Any] = {"events": events, "lines": lines, "contenders": {}}
     for name in order:
@@ -104,13 +110,9 @@ def bench_size(events: int, out: Path, order: tuple[str, ...] = ORDER) -> dict[s
 def bench_nightly(events: int, out: Path) -> dict[str, Any]:
     """History of `events` over 30 nights, then one night of 1% new events (10% late)."""
     data, work = out / f"history-{events}", out / f"nightly-{events}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    if not (data / "_generator.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        generate_log(
-            data, events=events, keys=max(1000, events // 200), seed=42, days=30, files_per_day=2
-        )
+    prepare(
+        data, work, events=events, keys=max(1000, events // 200), seed=42, days=30, files_per_day=2
+    )
     print(f"  nightly: {events:,} events of history, then one night ...", file=sys.stderr)
     return {"events": events, **run_contender("nightly", data, work)}
 
@@ -121,19 +123,17 @@ def bench_formats(events: int, out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"events": events}
     for data_format in ("json", "parquet"):
         data, work = out / f"formats-{data_format}-{events}", out / f"formats-work-{data_format}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        if not (data / "_generator.json").exists():
-            shutil.rmtree(data, ignore_errors=True)
-            generate_log(
-                data,
-                events=events,
-                keys=max(1000, events // 100),
-                seed=42,
-                days=5,
-                files_per_day=8,
-                data_format=data_format,
-            )
+        keys = max(1000, events // 100)
+        prepare(
+            data,
+            work,
+            events=events,
+            keys=keys,
+            seed=42,
+            days=5,
+            files_per_day=8,
+            data_format=data_format,
+        )
         print(f"  formats: {events:,} events as {data_format} ...", file=sys.stderr, flush=True)
         results[data_format] = run_contender("backfill_empty", data, work)
     json_run, parquet_run = results["json"], results["parquet"]
@@ -227,11 +227,7 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     """Whole processes, as a scheduler starts them: a night of about 200,000 events onto
     tables holding the four days before it, and `backfill demo` (its two backfill steps)."""
     data, work = out / "small-events", out / "small-runs"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    if not (data / "_generator.json").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        generate_log(data, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
+    prepare(data, work, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
     table = work / "state"
     history = ["--source", str(data), "--to", str(SMALL_NIGHT - timedelta(days=1)), "--full"]
     night = ["--source", str(data), "--from", str(SMALL_NIGHT)]
