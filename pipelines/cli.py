@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import traceback
 from datetime import date
@@ -215,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backfill: interrupted; tables stay at their last committed version", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failed run: one line, the table untouched
+    except Exception as exc:  # a failed command: one line, the table untouched
+        from pipelines.failures import describe_failure
+
         if verbose:
             traceback.print_exc()
-        print(f"backfill: run failed: {_one_line(exc)}", file=sys.stderr)
+        print(f"backfill: run failed: {describe_failure(exc, None, None)}", file=sys.stderr)
         return commands.EXIT_FAILED
 
 
@@ -232,16 +233,6 @@ def absolute_uri(uri: str) -> str:
     """A local path or `file:` URI as an absolute path; URIs such as `s3a://` as they are."""
     path = local_path(uri)
     return os.path.abspath(path) if path is not None else uri
-
-
-def _one_line(exc: BaseException) -> str:
-    """The gist of an exception; for a Python worker's traceback, its final error line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if any(line.startswith("Traceback") for line in lines):
-        errors = [line for line in lines if re.match(r"^[A-Za-z_.]+(Error|Exception): ", line)]
-        lines = errors[-1:] or lines
-    text = " ".join(" ".join(lines).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 if __name__ == "__main__":

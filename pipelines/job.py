@@ -156,8 +156,8 @@ def _check_tables(
 ) -> int:
     """Versions and columns of the three tables, and the report's place, before any record
     is read: a location that cannot take what this run writes ends it at once (exit 2)."""
-    for path in filter(None, (request.report_path,)):
-        check_report_path(path)
+    if request.report_path:
+        check_report_path(request.report_path)
     tables = {
         "state table": (request.table, fold.state_schema),
         "events table": (request.events_uri, events_schema(fold)),
