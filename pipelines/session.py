@@ -117,6 +117,12 @@ def build_session(
         # Exact decimals: never round a result's scale away (decimal(38,9) - decimal(38,9)
         # would otherwise become decimal(38,8)); an overflow fails the run instead.
         .config("spark.sql.decimalOperations.allowPrecisionLoss", "false")
+        # Tables are paths, never catalog names: keep Spark's default warehouse folder out of
+        # the working directory, where it would otherwise appear at every run.
+        .config(
+            "spark.sql.warehouse.dir",
+            str(Path(spark_config.jars_dir).expanduser().parent / "warehouse"),
+        )
         # Raw records and event ids are all distinct: Parquet's dictionary encoding of those
         # columns is tried and thrown away for every page of the events and quarantine tables.
         .config("spark.hadoop.parquet.enable.dictionary#raw", "false")

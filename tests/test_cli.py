@@ -219,6 +219,7 @@ def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_
     assert first.returncode == 0, first.stderr[-2000:]
     for table in ("my-tables/state", "bad/records", "stored-events"):
         assert (tmp_path / table / "_delta_log").is_dir(), table
+    assert not (tmp_path / "spark-warehouse").exists()  # nothing else in the working directory
     report = json.loads((tmp_path / "reports" / "night.json").read_text())
     assert report["table"] == str(tmp_path / "my-tables" / "state")
     assert report["quarantine_table"] == str(tmp_path / "bad" / "records")
