@@ -47,7 +47,7 @@ def spark_floor(data: Path, work: Path) -> dict[str, Any]:
 
 def _backfill(spark, data: Path, table: Path, full: bool = False):
     from pipelines.config import load_config
-    from pipelines.job import RunRequest, run_backfill
+    from pipelines.run import RunRequest, run_backfill
 
     request = RunRequest(
         sources=[str(data)], table=str(table), quarantine_table=f"{table}_q", full=full
@@ -96,7 +96,7 @@ def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from pipelines.folds import get_fold
-    from pipelines.io.delta_tables import ensure_table
+    from pipelines.io.tables import ensure_table
 
     spark, startup = _session()
     correct, table = work / "state", work / "state_one_percent"

@@ -1,7 +1,8 @@
 """Where a backfill's time goes: its Spark event log, summed by the step that started each job.
 
-The backfill marks the Spark jobs of each step (`pipelines.accounting.STEPS`) with a local property;
-jobs started outside a step (reading a table's version, writing the report) count as `other`.
+The backfill marks the Spark jobs of each step (`pipelines.run.accounting.STEPS`) with a local
+property; jobs started outside a step (reading a table's version, writing the report) count as
+`other`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.accounting import STEP_PROPERTY, STEPS
+from pipelines.run.accounting import STEP_PROPERTY, STEPS
 
 OTHER = "other"
 OUTSIDE_JOBS = "outside Spark jobs"

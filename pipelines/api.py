@@ -18,9 +18,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from pipelines import versions
 from pipelines.config import load_config
+from pipelines.io import tables
 from pipelines.io.sources import DateWindow
-from pipelines.job import RunRequest, default_quarantine_uri, run_backfill
 from pipelines.report import RunReport
+from pipelines.run import RunRequest, run_backfill
 from pipelines.versions import TableDiff
 
 __all__ = ["TableDiff", "diff", "dry_run", "history", "read_version", "rollback", "session"]
@@ -44,7 +45,7 @@ def history(table: str) -> pd.DataFrame:
 
 def read_version(table: str, version: int) -> DataFrame:
     """The table as it was at `version` (time travel)."""
-    return session().read.format("delta").option("versionAsOf", version).load(table)
+    return tables.read_version(session(), table, version)
 
 
 def diff(table: str, from_version: int, to_version: int | None = None) -> TableDiff:
@@ -69,7 +70,6 @@ def dry_run(
         full=full,
         sources=list(sources),
         table=table,
-        quarantine_table=default_quarantine_uri(table),
         window=DateWindow(),
         dry_run=True,
         report_path=report,

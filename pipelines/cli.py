@@ -10,7 +10,7 @@ from datetime import date
 from typing import NoReturn
 
 from pipelines import commands
-from pipelines.errors import BackfillError, UsageError
+from pipelines.errors import BackfillError, ExitCode, UsageError
 from pipelines.io.locations import local_path
 
 
@@ -210,17 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except BackfillError as exc:
         print(f"backfill: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         print("backfill: interrupted; tables stay at their last committed version", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # a failed command: one line, the table untouched
         from pipelines.failures import describe_failure
 
         if verbose:
             traceback.print_exc()
         print(f"backfill: run failed: {describe_failure(exc, None, None)}", file=sys.stderr)
-        return commands.EXIT_FAILED
+        return ExitCode.FAILED
 
 
 # Table locations, resolved once where the flags are read: Delta takes a relative path with a

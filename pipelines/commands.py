@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.config import Config, load_config
-from pipelines.errors import BackfillError, RunFailed, UsageError
+from pipelines.errors import BackfillError, ExitCode, RunFailed, UsageError
 from pipelines.report import format_change, format_commit, format_diff_summary, json_default
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     from pipelines.generate.events import FaultRates, GeneratedLog
 
-EXIT_OK, EXIT_FAILED, EXIT_QUARANTINE = 0, 1, 3
 # The config settings flags override, by the flag a message should name.
 OVERRIDE_FLAGS = {
     "fold": "--fold",
@@ -51,8 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.io import s3
     from pipelines.io.locations import check_report_path, check_table_location
     from pipelines.io.sources import DateWindow, check_sources
-    from pipelines.job import RunRequest, default_quarantine_uri, new_run_id, run_backfill
     from pipelines.report import format_summary
+    from pipelines.run import RunRequest, new_run_id, run_backfill
     from pipelines.session import build_session
 
     config = load_run_config(args)
@@ -70,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = RunRequest(
         sources=args.source,
         table=args.table,
-        quarantine_table=args.quarantine or default_quarantine_uri(args.table),
+        quarantine_table=args.quarantine or "",
         events_table=args.events_table or "",
         full=args.full,
         window=DateWindow(args.from_date, args.to_date),
@@ -81,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for uri, what in (
         (request.table, "state table"),
-        (request.events_uri, "events table"),
+        (request.events_table, "events table"),
         (request.quarantine_table, "quarantine table"),
     ):
         check_table_location(uri, what)
@@ -114,8 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{request.table} was not changed",
             file=sys.stderr,
         )
-        return EXIT_QUARANTINE
-    return EXIT_OK
+        return ExitCode.QUARANTINE
+    return ExitCode.OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -128,7 +127,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             print(json.dumps(commit, sort_keys=True, default=json_default))
         else:
             print(format_commit(commit))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -144,7 +143,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 print(format_change(row.asDict(recursive=True)))
         summary = table_diff.summary()
     print(format_diff_summary(summary), file=sys.stderr if args.json else sys.stdout)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -158,7 +157,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         f"this undid the changes of versions {args.to_version + 1} to {summary['to_version']}:"
     )
     print(format_diff_summary(summary))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @contextmanager
@@ -210,7 +209,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     injected = ", ".join(f"{k} {v:,}" for k, v in sorted(log.injected.items()))
     print(f"wrote {log.lines_written:,} lines in {len(log.files)} files under {args.out}")
     print(f"faults: {injected}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

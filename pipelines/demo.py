@@ -18,19 +18,16 @@ from pyspark.sql import SparkSession
 
 from pipelines.commands import generate_from_args
 from pipelines.config import Config
-from pipelines.errors import UsageError
+from pipelines.errors import ExitCode, UsageError
 from pipelines.folds import Fold, get_fold
 from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
-from pipelines.io.delta_tables import (
-    commit_metadata,
-    ensure_table,
-    state_properties,
-    table_version,
-)
+from pipelines.io.commits import commit_metadata
 from pipelines.io.sources import DateWindow
-from pipelines.job import Progress, RunRequest, default_quarantine_uri, run_backfill
+from pipelines.io.state_table import state_properties
+from pipelines.io.tables import ensure_table, table_version
 from pipelines.report import format_summary
+from pipelines.run import Progress, RunRequest, run_backfill
 from pipelines.session import build_session
 
 MARKER = ".backfill-demo"
@@ -105,7 +102,7 @@ def run_demo(
     )
     print(f"  backfill history --table {table}")
     print(f"  backfill diff --table {table} --from-version {backfilled.table_version_before}")
-    return 0
+    return ExitCode.OK
 
 
 def _request(
@@ -118,7 +115,6 @@ def _request(
     return RunRequest(
         sources=sources,
         table=table,
-        quarantine_table=default_quarantine_uri(table),
         window=window,
         full=full,
         report_path=str(report) if report else None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import S3Config
+from pipelines.errors import RunFailed
 
 # Causes that mean the S3 endpoint did not answer (timeouts, refused or reset connections).
 ENDPOINT_DOWN = (
@@ -94,3 +95,17 @@ def save_trace(exc: BaseException, log_file: Path) -> Path | None:
     except OSError:
         return None
     return log_file
+
+
+_VANISHED = re.compile(r"FILE_NOT_EXIST\].*?reading file (\S+?)\. File does not exist")
+
+
+def vanished_source(exc: BaseException) -> RunFailed | None:
+    """A source file removed while the run read it, told as such; None for other failures."""
+    vanished = _VANISHED.search(str(exc))
+    if vanished is None:
+        return None
+    return RunFailed(
+        f"source file {vanished.group(1)} disappeared while the run read it; nothing was "
+        "written: run again once the sources stop changing"
+    )

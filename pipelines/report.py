@@ -6,11 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-from pipelines.config import S3Config
-from pipelines.io import s3
 
 
 @dataclass
@@ -91,48 +87,6 @@ class RunReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=json_default)
-
-    def commit_metadata(self) -> dict[str, Any]:
-        """What every Delta commit of this run carries as `userMetadata`."""
-        return {
-            "writer": "backfill",
-            "run_id": self.run_id,
-            "fold": self.fold,
-            "sources": self.sources,
-            "window": self.window,
-            "mode": self.mode,
-            "counts": {
-                "records_read": self.counts.records_read,
-                "valid_unique": self.counts.valid_unique,
-                "duplicates_dropped": self.counts.duplicates_dropped,
-                "quarantined": self.counts.quarantined,
-            },
-            "code_version": self.code_version,
-        }
-
-
-REPORTS_DIR = "_backfill_reports"  # inside the table's directory; Delta and VACUUM skip "_"
-
-
-def write_report(report: RunReport, path: str, s3_config: S3Config) -> None:
-    """Write the report as JSON to a local path or an S3 URI."""
-    text = report.to_json() + "\n"
-    if s3.is_s3(path):
-        s3.put_text(path, text, s3_config)
-        return
-    target = Path(path.removeprefix("file://"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
-
-
-def report_beside_table(report: RunReport) -> str:
-    """Where each run's report is kept next to the state table it changed."""
-    return f"{report.table.rstrip('/')}/{REPORTS_DIR}/{report.run_id}.json"
-
-
-def changes_path(report_path: str) -> str:
-    """Where a dry run writes its per-key changes: a directory beside the report."""
-    return report_path.removesuffix(".json") + ".changes"
 
 
 def json_default(value: Any) -> Any:

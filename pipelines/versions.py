@@ -14,7 +14,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from pipelines.errors import UsageError
-from pipelines.io.delta_tables import MEASURE_PROPERTY, commit_metadata, table_version
+from pipelines.io.commits import commit_metadata
+from pipelines.io.tables import (
+    MEASURE_PROPERTY,
+    read_changes,
+    read_version,
+    table_properties,
+    table_version,
+)
 from pipelines.transforms.diff import compare_snapshots, net_change_feed
 
 
@@ -96,23 +103,17 @@ def diff(
         if not 0 <= version <= latest:
             raise UsageError(f"{uri} has versions 0 to {latest}; there is no version {version}")
     columns = [c for c in table.toDF().columns if c != "key"]
-    measure = _measure(table, columns)
+    measure = _measure(spark, uri, columns)
     if from_version < to_version:
         try:
-            feed = (
-                spark.read.format("delta")
-                .option("readChangeFeed", "true")
-                .option("startingVersion", from_version + 1)
-                .option("endingVersion", to_version)
-                .load(uri)
-            )
+            feed = read_changes(spark, uri, from_version, to_version)
             changes = net_change_feed(feed, columns, measure)
             changes.take(1)  # a feed that does not cover the range fails here
             return TableDiff(changes, from_version, to_version, "change_data_feed", measure)
         except AnalysisException:
             pass  # feed not enabled for part of the range: compare the snapshots instead
-    before = _read(spark, uri, from_version)
-    after = _read(spark, uri, to_version)
+    before = read_version(spark, uri, from_version)
+    after = read_version(spark, uri, to_version)
     changes = compare_snapshots(before, after, columns, measure)
     return TableDiff(changes, from_version, to_version, "snapshots", measure)
 
@@ -142,17 +143,11 @@ def rollback(
     return undone, new_version
 
 
-def _measure(table: DeltaTable, columns: list[str]) -> str | None:
+def _measure(spark: SparkSession, uri: str, columns: list[str]) -> str | None:
     """The state column whose change a diff sums up: the one the table's fold declared when
     it created the table (none for a fold without a measure, or a table made elsewhere)."""
-    detail = table.detail().select("properties").first()
-    properties = dict(detail["properties"] or {}) if detail else {}
-    measure = properties.get(MEASURE_PROPERTY)
+    measure = table_properties(spark, uri).get(MEASURE_PROPERTY)
     return measure if measure in columns else None
-
-
-def _read(spark: SparkSession, uri: str, version: int) -> DataFrame:
-    return spark.read.format("delta").option("versionAsOf", version).load(uri)
 
 
 def _require_files(spark: SparkSession, uri: str, version: int) -> None:
@@ -160,7 +155,7 @@ def _require_files(spark: SparkSession, uri: str, version: int) -> None:
     jvm: Any = spark.sparkContext._jvm
     hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     try:
-        files = _read(spark, uri, version).inputFiles()
+        files = read_version(spark, uri, version).inputFiles()
     except AnalysisException as exc:
         raise UsageError(f"version {version} of {uri} cannot be read: {exc.getMessage()}") from exc
     for file_uri in files:

@@ -18,8 +18,8 @@ from pyspark import TaskContext
 
 from pipelines.config import load_config
 from pipelines.folds.balance import BalanceFold
-from pipelines.job import RunRequest, run_backfill
 from pipelines.report import json_default
+from pipelines.run import RunRequest, run_backfill
 from pipelines.session import build_session
 
 

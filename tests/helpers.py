@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from pyspark.sql import SparkSession
 
 from pipelines.io.sources import DateWindow
-from pipelines.job import RunRequest, run_backfill
 from pipelines.report import RunReport
+from pipelines.run import RunRequest, run_backfill
 from tests.reference import reference_backfill
 
 

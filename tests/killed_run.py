@@ -13,9 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pipelines import job
-from pipelines.io import events_table
-from pipelines.job import RunRequest, run_backfill
+from pipelines.run import RunRequest, run_backfill, store
 from pipelines.session import build_session
 from tests.conftest import make_test_config
 
@@ -31,9 +29,9 @@ def _then_die(commit: Callable[..., Any]) -> Callable[..., Any]:
 
 def main(source: str, table: str, after: str) -> int:
     if after == "quarantine":
-        job.merge_quarantine = _then_die(job.merge_quarantine)  # type: ignore[assignment]
+        store.merge_quarantine = _then_die(store.merge_quarantine)  # type: ignore[assignment]
     else:
-        events_table.merge_events = _then_die(events_table.merge_events)  # type: ignore[assignment]
+        store.merge_events = _then_die(store.merge_events)  # type: ignore[assignment]
     config = make_test_config()
     spark = build_session(config)
     request = RunRequest(sources=[source], table=table, quarantine_table=f"{table}_quarantine")

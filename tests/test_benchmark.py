@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.accounting import STEPS
 from pipelines.generate.events import generate_log
+from pipelines.run.accounting import STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 

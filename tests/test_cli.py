@@ -280,7 +280,8 @@ def test_a_delta_table_of_another_fold_is_refused_before_reading(spark, config, 
     fold that wrote it, raised before the source (which does not exist) is read."""
     from pipelines.errors import UsageError
     from pipelines.folds import get_fold
-    from pipelines.io.delta_tables import ensure_table, state_properties
+    from pipelines.io.state_table import state_properties
+    from pipelines.io.tables import ensure_table
 
     snapshot = get_fold("snapshot")
     table = tmp_path / "state"

@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from chispa import assert_df_equality
 
-from pipelines.accounting import count_records
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
-from pipelines.transforms.dedupe import content_fields, quarantined_records, with_dedupe_outcome
+from pipelines.run.accounting import count_records
+from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
 
-CONTENT = content_fields(get_fold("balance"))
+CONTENT = get_fold("balance").content_fields
 
 PARSED = (
     "record_id long, source_file string, raw string, event_id string, key string, seq long, "

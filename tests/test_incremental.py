@@ -288,7 +288,9 @@ def test_any_split_into_nights_in_any_order_equals_one_run_and_the_reference(
 
 def test_the_mark_comes_from_a_merge_never_from_the_create_of_a_killed_run(spark, tmp_path):
     from pipelines.folds import get_fold
-    from pipelines.io.delta_tables import commit_metadata, ensure_table, folded_events_version
+    from pipelines.io.commits import commit_metadata
+    from pipelines.io.state_table import folded_events_version
+    from pipelines.io.tables import ensure_table
 
     table = str(tmp_path / "state")
     mark = {"events_table_id": "abc", "events_version": 7}

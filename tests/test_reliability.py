@@ -26,13 +26,14 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
-from pipelines import job
 from pipelines.config import FieldNames
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
 from pipelines.generate.events import FaultRates, generate_log
-from pipelines.io import delta_tables
-from pipelines.io.delta_tables import ensure_table, merge_state
+from pipelines.io import commits
+from pipelines.io.state_table import merge_state
+from pipelines.io.tables import ensure_table
+from pipelines.run import ingest
 from pipelines.transforms.validate import parse_events
 from tests.conftest import make_test_config
 from tests.helpers import backfill, table_states
@@ -126,7 +127,7 @@ def test_merge_retries_after_a_concurrent_commit_and_lands_whole(
 def test_merge_that_keeps_conflicting_fails_and_writes_nothing(
     spark, table, tmp_path, monkeypatch, reliability_figures
 ):
-    monkeypatch.setattr(delta_tables, "MERGE_ATTEMPTS", 2)
+    monkeypatch.setattr(commits, "MERGE_ATTEMPTS", 2)
     marker = tmp_path / "marker"
     marker.mkdir()
     writer = _other_writer(spark, table, marker, conflicts=2)
@@ -153,7 +154,7 @@ def test_two_writers_creating_one_table_at_once_both_land(spark, tmp_path, relia
     for round_ in range(5):
         uri = str(tmp_path / f"state-{round_}")
         results = _race_to_create(spark, uri, {key: _state(spark, {key: "1"}) for key in "ab"})
-        assert all(isinstance(r, delta_tables.MergeResult) for r in results), results
+        assert all(isinstance(r, commits.MergeResult) for r in results), results
         assert all(r.inserted == 1 for r in results)
         rows = spark.read.format("delta").load(uri).select("key", "balance").collect()
         assert sorted((r["key"], r["balance"]) for r in rows) == [("a", 1), ("b", 1)]
@@ -191,7 +192,7 @@ def test_a_table_left_half_made_by_a_killed_create_fails_with_the_way_out(
     spark, tmp_path, monkeypatch
 ):
     # What a run killed between creating the log folder and its first commit leaves behind.
-    monkeypatch.setattr(delta_tables, "MERGE_ATTEMPTS", 2)
+    monkeypatch.setattr(commits, "MERGE_ATTEMPTS", 2)
     uri = tmp_path / "state"
     (uri / "_delta_log").mkdir(parents=True)
 
@@ -495,19 +496,19 @@ def test_a_source_file_that_vanishes_mid_run_fails_it_clean_and_the_rerun_conver
     """The file is deleted after Spark listed the sources and before it read them."""
     events, table = tmp_path / "events", tmp_path / "state"
     generate_log(events, events=2000, keys=20, seed=12)
-    listed = job.read_sources
+    listed = ingest.read_sources
 
     def list_then_delete(*args):
         df = listed(*args)
         sorted(events.rglob("*.jsonl"))[0].unlink()
         return df
 
-    monkeypatch.setattr(job, "read_sources", list_then_delete)
+    monkeypatch.setattr(ingest, "read_sources", list_then_delete)
     with pytest.raises(RunFailed, match=r"source file .*\.jsonl disappeared while the run read it"):
         backfill(spark, make_test_config(), [events], table)
     assert not DeltaTable.isDeltaTable(spark, str(table))
 
-    monkeypatch.setattr(job, "read_sources", listed)
+    monkeypatch.setattr(ingest, "read_sources", listed)
     report = backfill(spark, make_test_config(), [events], table)
     expected = reference_backfill(read_lines(events))
     assert report.counts.records_read == expected.records_read

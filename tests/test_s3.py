@@ -13,8 +13,8 @@ import pytest
 from pipelines import versions
 from pipelines.generate.events import FaultRates, generate_log
 from pipelines.io import s3
+from pipelines.io.reports import REPORTS_DIR
 from pipelines.io.sources import SOURCE_FILE, DateWindow, read_sources
-from pipelines.report import REPORTS_DIR
 from pipelines.session import apply_s3_settings
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill

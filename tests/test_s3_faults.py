@@ -20,7 +20,7 @@ import pytest
 
 from pipelines.generate.events import generate_log
 from pipelines.io import s3
-from pipelines.job import RunRequest, run_backfill
+from pipelines.run import RunRequest, run_backfill
 from pipelines.session import apply_s3_settings
 from tests.helpers import table_states
 from tests.reference import read_lines, reference_backfill

@@ -13,8 +13,8 @@ from pipelines.demo import write_live_worker_table
 from pipelines.errors import UsageError
 from pipelines.generate.events import FaultRates, generate_log
 from pipelines.generate.live_worker import live_worker_states
-from pipelines.job import RunRequest, run_backfill
-from pipelines.report import changes_path
+from pipelines.io.reports import changes_path
+from pipelines.run import RunRequest, run_backfill
 from pipelines.transforms.diff import compare_snapshots
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill

@@ -27,10 +27,41 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.types import DataType, DecimalType, LongType, StringType, StructType
+from pyspark.sql.types import (
+    DataType,
+    DecimalType,
+    LongType,
+    StringType,
+    StructType,
+    TimestampType,
+)
 
+
+@dataclass(frozen=True)
+class CommonField:
+    """A field every event has (contract section 1): its name and its type once valid."""
+
+    name: str
+    spark_type: DataType
+    nullable: bool = False
+
+
+# The fields every event has, in the contract's order, which is the order they are checked in.
+COMMON_FIELDS = (
+    CommonField("event_id", StringType()),
+    CommonField("key", StringType()),
+    CommonField("seq", LongType()),
+    CommonField("event_time", TimestampType()),
+    CommonField("op", StringType()),
+)
+# When the copy was written to the lake: optional, it decides between conflicting copies.
+INGESTED_AT = CommonField("ingested_at", TimestampType(), nullable=True)
+COMMON_NAMES = tuple(f.name for f in COMMON_FIELDS)
 # Fields every event has, in the order a fold receives them.
 COMMON_COLUMNS = ("key", "event_id", "seq", "event_time", "op")
+# What two copies of an event share when identical, besides the fold's own fields: all but
+# the id and the arrival.
+COMMON_CONTENT = ("key", "seq", "event_time", "op")
 
 FieldType = Literal["decimal", "integer", "string", "json"]
 # decimal: a JSON number or a string holding one, at most 18 integer and 9 fractional digits.
@@ -64,12 +95,16 @@ class EventField:
         if self.type not in SPARK_TYPES:
             known = ", ".join(SPARK_TYPES)
             raise ValueError(f"field {self.name!r} has type {self.type!r}; known: {known}")
-        if self.name in (*COMMON_COLUMNS, "ingested_at"):
+        if self.name in (*COMMON_NAMES, INGESTED_AT.name):
             raise ValueError(f"field {self.name!r} is one every event has: do not declare it")
 
     @property
     def spark_type(self) -> DataType:
         return SPARK_TYPES[self.type]
+
+    @property
+    def nullable(self) -> bool:
+        return True  # absent where its op does not require it
 
     def required(self, op: str) -> bool:
         return self.required_for is None or op in self.required_for
@@ -147,6 +182,17 @@ class Fold(ABC):
     def event_columns(self) -> tuple[str, ...]:
         """The columns of the events the fold receives."""
         return (*COMMON_COLUMNS, *(f.name for f in self.fields))
+
+    @property
+    def typed_fields(self) -> tuple[CommonField | EventField, ...]:
+        """Every field a valid record has, typed, in the order validation checks them: the
+        common ones, the fold's own, then `ingested_at`."""
+        return (*COMMON_FIELDS, *self.fields, INGESTED_AT)
+
+    @property
+    def content_fields(self) -> tuple[str, ...]:
+        """What two copies of an event must share to be identical: all but id and arrival."""
+        return (*COMMON_CONTENT, *(f.name for f in self.fields))
 
 
 class RowFold(Fold):

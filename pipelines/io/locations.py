@@ -1,7 +1,7 @@
 """Where a run will write, checked before it reads: a typo must cost a second, not the backfill.
 
 Local paths are checked here in plain Python, before Spark starts. Once the session is up,
-`delta_tables.existing_version` checks every location (S3 too) through Hadoop's file system
+`tables.existing_version` checks every location (S3 too) through Hadoop's file system
 with the same words, and an S3 location's bucket is checked with boto3 (`s3.check_bucket`).
 """
 

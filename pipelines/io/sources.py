@@ -22,24 +22,14 @@ from pyspark.sql.types import StructType
 from pipelines.config import S3Config
 from pipelines.errors import UsageError
 from pipelines.io import s3
+from pipelines.schema import RAW, SOURCE_FILE, Source
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 JSON_GLOB = "*.{json,jsonl,ndjson,json.gz,jsonl.gz,ndjson.gz}"
 PARQUET_SUFFIXES = (".parquet",)
 PARTITION_COLUMN = "dt"
-# The columns every source's rows have, named so that no data column can clash with them.
-SOURCE_FILE, RAW = "__source_file", "__raw"
 # A Parquet timestamp in a row's JSON text, to the microsecond (Spark's default writes ms).
 TIMESTAMP_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One source's rows: `SOURCE_FILE` and `RAW`, and for Parquet its data columns, whose
-    schema is `columns` (None for JSON text)."""
-
-    df: DataFrame
-    columns: StructType | None
 
 
 @dataclass(frozen=True)

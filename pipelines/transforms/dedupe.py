@@ -16,19 +16,11 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.folds import Fold
-
-COMMON_CONTENT = ("key", "seq", "event_time", "op")
 CONFLICT = "conflicting_duplicate"  # the outcome of a loser, and its quarantine reason
 # 8 bytes per id: two million ids broadcast as ~16 MB, far cheaper than shuffling raw records.
 BROADCAST_LOSERS = 2_000_000
 _NEVER_INGESTED = 2**63 - 1
 ID_HASH = "_id_hash"
-
-
-def content_fields(fold: Fold) -> tuple[str, ...]:
-    """What two copies of an event must share to be identical: all but id and arrival."""
-    return (*COMMON_CONTENT, *(f.name for f in fold.fields))
 
 
 def dedupe_columns(content: tuple[str, ...]) -> tuple[str, ...]:

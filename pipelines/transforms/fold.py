@@ -18,9 +18,8 @@ from pyspark.sql.types import BooleanType, LongType, StringType, StructField, St
 
 from pipelines.folds import Fold
 from pipelines.folds.base import key_boundaries
+from pipelines.schema import DELETED, EVENTS_FOLDED, MODE, REFOLD, RESUME
 
-MODE, EVENTS_FOLDED, DELETED = "_mode", "_events_folded", "_deleted"
-REFOLD, RESUME = "refold", "resume"
 SEQ_ORDER = [("seq", "ascending"), ("event_id", "ascending")]
 _EXTRAS = [
     StructField(MODE, StringType(), False),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.transforms.stored import QUARANTINE_COLUMNS
+from pipelines.schema import QUARANTINE_COLUMNS
 
 
 def quarantine_rows(

@@ -8,7 +8,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
-from pipelines.transforms.fold import DELETED, EVENTS_FOLDED, MODE, RESUME
+from pipelines.schema import DELETED, EVENTS_FOLDED, MODE, RESUME
 
 
 def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:

@@ -10,15 +10,15 @@ meets the stored copy, if any, by the same `precedence`:
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.folds import Fold
+from pipelines.schema import BUCKET, event_row_columns, key_bucket
 from pipelines.transforms.dedupe import CONFLICT, precedence
 
 STORED = "stored_"
-BUCKET = "key_bucket"  # the events table's partition column (io.events_table uses this one)
 STORED_BUCKET = "stored_key_bucket"  # the bucket holding the stored copy a batch copy met
-QUARANTINE_COLUMNS = ("source_file", "raw", "event_id", "key", "reason")
 
 
 def with_stored_outcome(
@@ -69,4 +69,21 @@ def displaced_copies(stored_df: DataFrame, outcomes_df: DataFrame, buckets: list
     in_buckets = stored_df.filter(F.col(BUCKET).isin(buckets))
     return in_buckets.join(F.broadcast(replaced_ids), "event_id", "left_semi").select(
         "source_file", "raw", "event_id", "key", F.lit(CONFLICT).alias("reason")
+    )
+
+
+def replaces_stored(content: tuple[str, ...], stored: str = "t.", incoming: str = "s.") -> Column:
+    """Whether the incoming copy of an event replaces the stored one: it differs, and comes
+    first by the dedupe window's `precedence`. The events table's MERGE condition."""
+    stored_content = F.struct(*[F.col(f"{stored}{c}") for c in content])
+    incoming_content = F.struct(*[F.col(f"{incoming}{c}") for c in content])
+    return ~incoming_content.eqNullSafe(stored_content) & (
+        precedence(content, incoming) < precedence(content, stored)
+    )
+
+
+def as_event_rows(winners_df: DataFrame, run_id: str, buckets: int, fold: Fold) -> DataFrame:
+    """Accepted records (typed fields, `source_file`, `raw`) as rows of the events table."""
+    return winners_df.withColumn(BUCKET, key_bucket(F.col("key"), buckets)).select(
+        *[c for c in event_row_columns(fold) if c != "run_id"], F.lit(run_id).alias("run_id")
     )

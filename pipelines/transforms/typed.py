@@ -31,7 +31,7 @@ from pyspark.sql.types import (
 
 from pipelines.config import FieldNames
 from pipelines.folds.base import EventField, Fold
-from pipelines.io.sources import RAW, SOURCE_FILE, Source
+from pipelines.schema import RAW, SOURCE_FILE, Source
 from pipelines.transforms.validate import (
     AMOUNT_LIMIT,
     BAD_INGESTED_AT,

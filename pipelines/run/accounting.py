@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 
 from pipelines.errors import RunFailed
 from pipelines.report import Counts, KeyChanges
+from pipelines.schema import EVENTS_FOLDED, MODE, REFOLD, RESUME
 from pipelines.transforms.dedupe import CONFLICT
-from pipelines.transforms.fold import EVENTS_FOLDED, MODE, REFOLD, RESUME
 
 STEPS = ("validate", "dedupe", "quarantine", "events", "fold", "merge")
 STEP_PROPERTY = "backfill.step"

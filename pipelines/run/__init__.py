@@ -1,0 +1,61 @@
+"""The backfill run (contract sections 2, 3, 5 and 7) as six stages, each in its module:
+
+preflight (the tables' versions and columns) -> ingest (read, validate, deduplicate) ->
+store (commit the quarantine, then the events) -> plan (what changed since the state's
+mark) -> fold (resume or re-fold the touched keys) -> commit (MERGE the state with its new
+mark). A crash between commits is repaired by the next run, because every run folds from
+the mark. Each stage takes the context and what the stages before it returned.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import Config
+from pipelines.failures import vanished_source
+from pipelines.report import RunReport
+from pipelines.run.commit import commit
+from pipelines.run.context import Progress, RunContext, RunRequest, new_run_id
+from pipelines.run.fold import fold
+from pipelines.run.ingest import ingest
+from pipelines.run.outcome import Stages, keep_report, run_report
+from pipelines.run.plan import plan
+from pipelines.run.preflight import preflight
+from pipelines.run.store import store
+
+__all__ = ["Progress", "RunRequest", "new_run_id", "run_backfill"]
+
+
+def run_backfill(
+    spark: SparkSession, config: Config, request: RunRequest, progress: Progress
+) -> RunReport:
+    """Run one backfill and return its report; `report.status` says what was committed.
+
+    Status `quarantine_threshold_exceeded` means the quarantine was written and neither the
+    events nor the state were. Raises `RunFailed` when the accounting does not balance.
+    """
+    started = time.monotonic()
+    ctx = RunContext.open(spark, config, request, progress)
+    done = Stages(preflight(ctx))
+    failed = True
+    try:
+        done.batch = ingest(ctx, done.tables)
+        done.stored = store(ctx, done.tables, done.batch)
+        if not done.stored.over_threshold:
+            done.plan = plan(ctx, done.tables, done.batch, done.stored)
+            if done.plan.history_df is not None:
+                done.folded = fold(ctx, done.tables, done.plan)
+                done.committed = commit(ctx, done.tables, done.batch.counts, done.plan, done.folded)
+        failed = False
+    except Exception as exc:
+        vanished = vanished_source(exc)
+        if vanished is not None:
+            raise vanished from exc
+        raise
+    finally:
+        ctx.release()
+        report = run_report(ctx, done, failed, time.monotonic() - started)
+        keep_report(ctx, report)
+    return report

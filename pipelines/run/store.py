@@ -1,0 +1,78 @@
+"""Stage 3, store: the batch's rejects into the quarantine (insert-only by raw record), then
+its new and replacing events into the events table. A run over the quarantine threshold
+stops after the quarantine; a dry run stores nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pipelines.io.commits import commit_metadata, idempotent_writes
+from pipelines.io.events_table import merge_events
+from pipelines.io.quarantine_table import merge_quarantine
+from pipelines.io.tables import table_version
+from pipelines.run.accounting import step
+from pipelines.run.context import RunContext
+from pipelines.run.ingest import Batch
+from pipelines.run.preflight import Tables
+from pipelines.transforms.stored import replaces_stored
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the run committed to the quarantine and events tables, and their versions."""
+
+    over_threshold: bool
+    quarantine_rows_added: int
+    quarantine_version: int | None
+    events_inserted: int
+    events_replaced: int
+    events_version: int | None
+
+
+def store(ctx: RunContext, tables: Tables, batch: Batch) -> Stored:
+    spark, request, counts = ctx.spark, ctx.request, batch.counts
+    nothing = Stored(
+        over_threshold=False,
+        quarantine_rows_added=0,
+        quarantine_version=tables.quarantine_version,
+        events_inserted=0,
+        events_replaced=batch.replacing,  # as planned, until committed
+        events_version=tables.events_version,
+    )
+    if request.dry_run:
+        return nothing
+    max_ratio = ctx.config.quarantine.max_ratio
+    over_threshold = max_ratio is not None and counts.quarantined_ratio > max_ratio
+    quarantined = replace(nothing, over_threshold=over_threshold)
+    with (
+        commit_metadata(spark, ctx.commit_metadata(counts, ctx.requested_mode)),
+        idempotent_writes(spark, request.txn),
+    ):
+        if counts.quarantined or batch.replacing:
+            ctx.progress(f"quarantining into {request.quarantine_table}")
+            with step(spark, request.run_id, "quarantine"):
+                merged = merge_quarantine(spark, request.quarantine_table, batch.quarantine_df)
+            quarantined = replace(
+                quarantined,
+                quarantine_rows_added=merged.inserted,
+                quarantine_version=merged.version,
+            )
+        if over_threshold or batch.winners_df is None:
+            stored = quarantined
+        else:
+            ctx.progress(f"storing {counts.valid_unique:,} events in {request.events_table}")
+            with step(spark, request.run_id, "events"):
+                events = merge_events(
+                    spark,
+                    request.events_table,
+                    batch.winners_df,
+                    tables.buckets,
+                    ctx.fold,
+                    replaces_stored(ctx.fold.content_fields),
+                )
+            stored = replace(
+                quarantined, events_inserted=events.inserted, events_replaced=events.updated
+            )
+    if over_threshold:
+        return stored
+    return replace(stored, events_version=table_version(spark, request.events_table))
