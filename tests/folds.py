@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import LongType, StructField
 
-from pipelines.folds import EventField, RowFold, sequence_counts
+from pipelines.folds import EventField, RowFold, sequence_counts, state_schema_with
 
 
 class StockFold(RowFold):
@@ -30,17 +30,10 @@ class StockFold(RowFold):
     fields = (EventField("quantity", "integer"),)  # every op needs it
     measure = "available"
     count_column = "event_count"
-    state_schema = StructType(
-        [
-            StructField("key", StringType(), False),
-            StructField("on_hand", LongType(), False),
-            StructField("reserved", LongType(), False),
-            StructField("available", LongType(), False),
-            StructField("event_count", LongType(), False),
-            StructField("last_seq", LongType(), False),
-            StructField("missing_seq_count", LongType(), False),
-            StructField("last_event_time", TimestampType(), True),
-        ]
+    state_schema = state_schema_with(
+        StructField("on_hand", LongType(), False),
+        StructField("reserved", LongType(), False),
+        StructField("available", LongType(), False),
     )
 
     def __init__(self, allow_negative: bool = False) -> None:

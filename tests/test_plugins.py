@@ -392,6 +392,26 @@ def test_a_fold_that_declares_a_missing_measure_cannot_run(tmp_path, monkeypatch
     )
 
 
+def test_a_fold_without_the_bookkeeping_columns_cannot_run(tmp_path, monkeypatch):
+    (tmp_path / "plugins_no_bookkeeping.py").write_text(
+        "from pyspark.sql.types import LongType, StringType, StructField, StructType\n"
+        "from tests.folds import StockFold\n\n"
+        "class NoLastSeq(StockFold):\n"
+        "    count_column = None\n"
+        "    state_schema = StructType([StructField('key', StringType(), False),\n"
+        "        StructField('available', LongType(), False),\n"
+        "        StructField('last_seq', StringType(), False)])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert_usage_error(
+        "plugins_no_bookkeeping:NoLastSeq",
+        {},
+        "cannot run: its state_schema lacks the bookkeeping columns event_count bigint, "
+        "last_seq bigint, missing_seq_count bigint, last_event_time timestamp (build it with "
+        "pipelines.folds.state_schema_with)",
+    )
+
+
 def test_fold_options_reach_the_constructor():
     strict = get_fold("tests.folds:StockFold", {})
     lenient = get_fold("tests.folds:StockFold", {"allow_negative": True})

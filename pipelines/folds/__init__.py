@@ -22,11 +22,14 @@ from pyspark import cloudpickle
 from pipelines.errors import UsageError
 from pipelines.folds.balance import BalanceFold
 from pipelines.folds.base import (
+    BOOKKEEPING,
     COMMON_COLUMNS,
     EventField,
     Fold,
     RowFold,
+    missing_bookkeeping,
     sequence_counts,
+    state_schema_with,
 )
 from pipelines.folds.snapshot import SnapshotFold
 
@@ -104,6 +107,12 @@ def _check_declarations(spec: str, fold: Fold) -> None:
         columns = [f.name for f in fold.state_schema.fields]
         if not columns or columns[0] != "key":
             problems.append("its state_schema does not start with `key`")
+        missing = missing_bookkeeping(fold.state_schema)
+        if missing:
+            problems.append(
+                f"its state_schema lacks the bookkeeping columns {', '.join(missing)} "
+                "(build it with pipelines.folds.state_schema_with)"
+            )
         for column in (fold.measure, fold.count_column):
             if column is not None and column not in columns:
                 problems.append(f"its state_schema has no column {column!r}")
@@ -125,6 +134,7 @@ def _check_declarations(spec: str, fold: Fold) -> None:
 
 
 __all__ = [
+    "BOOKKEEPING",
     "BUILT_IN",
     "COMMON_COLUMNS",
     "ENTRY_POINT_GROUP",
@@ -134,4 +144,5 @@ __all__ = [
     "get_fold",
     "known_folds",
     "sequence_counts",
+    "state_schema_with",
 ]

@@ -9,14 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql.types import (
     DecimalType,
-    LongType,
-    StringType,
     StructField,
-    StructType,
-    TimestampType,
 )
 
-from pipelines.folds.base import EventField, Fold, key_boundaries
+from pipelines.folds.base import EventField, Fold, key_boundaries, state_schema_with
 
 BALANCE_TYPE = pa.decimal128(38, 9)
 
@@ -34,16 +30,7 @@ class BalanceFold(Fold):
     fields = (EventField("amount", "decimal"),)
     measure = "balance"
     count_column = "event_count"
-    state_schema = StructType(
-        [
-            StructField("key", StringType(), False),
-            StructField("balance", DecimalType(38, 9), False),
-            StructField("event_count", LongType(), False),
-            StructField("last_seq", LongType(), False),
-            StructField("missing_seq_count", LongType(), False),
-            StructField("last_event_time", TimestampType(), True),
-        ]
-    )
+    state_schema = state_schema_with(StructField("balance", DecimalType(38, 9), False))
 
     def fold_key(self, events: pa.Table) -> pa.Table:
         return self._fold(events, opening=Decimal(0), count=0, seen_seqs=0)

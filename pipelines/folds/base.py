@@ -5,8 +5,10 @@ A fold declares what it needs and the pipeline does the rest:
   has (`event_id`, `key`, `seq`, `event_time`, `op`), each with its type and the ops that
   require it. Validation quarantines exactly what the fold cannot use, and the events table
   stores those fields, typed.
-- `state_schema`: the state table's columns, `key` first; the Arrow schema the fold returns
-  is derived from it (`arrow_schema`).
+- `state_schema`: the state table's columns: `key`, the fold's own, and the bookkeeping every
+  state keeps (`event_count`, `last_seq`, `missing_seq_count`, `last_event_time`); build it
+  with `state_schema_with(...)`. The Arrow schema the fold returns is derived from it
+  (`arrow_schema`).
 - `resume`, where a stored state can be continued with later events (contract section 7).
 - `is_deleted`, for folds whose state can be a deletion: such a key's row leaves the table.
 - `measure` and `count_column`: what the reconciliation reports, when the state has them.
@@ -32,6 +34,7 @@ from pyspark.sql.types import (
     DecimalType,
     LongType,
     StringType,
+    StructField,
     StructType,
     TimestampType,
 )
@@ -62,6 +65,33 @@ COMMON_COLUMNS = ("key", "event_id", "seq", "event_time", "op")
 # What two copies of an event share when identical, besides the fold's own fields: all but
 # the id and the arrival.
 COMMON_CONTENT = ("key", "seq", "event_time", "op")
+
+# The bookkeeping every state row keeps beside the fold's own state: events applied, the highest
+# `seq` applied, how many of `1 .. last_seq` are absent, and the time of the event with the
+# last `seq`. The pipeline reads `last_seq` to tell which touched keys can resume.
+BOOKKEEPING = (
+    StructField("event_count", LongType(), False),
+    StructField("last_seq", LongType(), False),
+    StructField("missing_seq_count", LongType(), False),
+    StructField("last_event_time", TimestampType(), True),
+)
+
+
+def state_schema_with(*columns: StructField) -> StructType:
+    """A fold's state schema: `key`, the fold's own `columns`, then the `BOOKKEEPING` columns
+    (filled by `sequence_counts`)."""
+    return StructType([StructField("key", StringType(), False), *columns, *BOOKKEEPING])
+
+
+def missing_bookkeeping(schema: StructType) -> list[str]:
+    """The bookkeeping columns `schema` lacks, or has with another type."""
+    types = {f.name: f.dataType for f in schema.fields}
+    return [
+        f"{f.name} {f.dataType.simpleString()}"
+        for f in BOOKKEEPING
+        if types.get(f.name) != f.dataType
+    ]
+
 
 FieldType = Literal["decimal", "integer", "string", "json"]
 # decimal: a JSON number or a string holding one, at most 18 integer and 9 fractional digits.

@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import StringType, StructField
 
-from pipelines.folds.base import EventField, RowFold, sequence_counts
+from pipelines.folds.base import EventField, RowFold, sequence_counts, state_schema_with
 
 Entity = dict[str, Any] | None
 
@@ -62,16 +62,8 @@ class SnapshotFold(RowFold):
         ),
     )
     count_column = "event_count"
-    state_schema = StructType(
-        [
-            StructField("key", StringType(), False),
-            StructField("data", StringType(), True),  # NULL: deleted, the row leaves the table
-            StructField("event_count", LongType(), False),
-            StructField("last_seq", LongType(), False),
-            StructField("missing_seq_count", LongType(), False),
-            StructField("last_event_time", TimestampType(), True),
-        ]
-    )
+    # `data` NULL: deleted, the row leaves the table
+    state_schema = state_schema_with(StructField("data", StringType(), True))
 
     def fold_rows(self, key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
         return self._state(key, None, events, None)

@@ -5,7 +5,8 @@ keys. A key whose changes are all inserts following its stored `last_seq` (or th
 stored row, for a fold that never deletes) resumes from its state with the new events only;
 any other touched key (a late
 `seq`, a replaced event, an event that left it for another key) is re-folded from its whole
-history. Untouched keys take no part.
+history. Untouched keys take no part. `last_seq` is bookkeeping every fold's state keeps
+(`folds.base.BOOKKEEPING`).
 """
 
 from __future__ import annotations
