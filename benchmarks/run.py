@@ -1,8 +1,10 @@
 """`make bench`: the same faulty event log at each size, five contenders timed in one run.
 
-Writes benchmarks/results.json and benchmarks/results.md (the table the README quotes).
-The parts: `benchmarks.runner` (a contender in its own process, its peak memory),
-`benchmarks.scenarios` (what is measured) and `benchmarks.render` (the tables).
+Writes benchmarks/results.json, each part stamped with the date, commit and table settings it
+was measured on, then renders docs/performance.md from it (`python -m benchmarks.render`
+renders again without measuring). The parts: `benchmarks.runner` (a contender in its own
+process, its peak memory), `benchmarks.scenarios` (what is measured) and `benchmarks.render`
+(the page).
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.render import markdown
-from benchmarks.runner import HERE, machine, run_contender
+from benchmarks.render import PAGE, RESULTS, ROOT, render
+from benchmarks.runner import HERE, run_contender, stamp
 from benchmarks.scenarios import (
     LARGE_ORDER,
     bench_formats,
@@ -37,28 +38,33 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
     out = Path(args.out)
-    today = time.strftime("%Y-%m-%d")
+    measured = stamp()  # the date, commit, deletion vectors and machine of every part run now
     sizes = [bench_size(int(n), out) for n in args.sizes.split(",") if n]
     if sizes:
-        report: dict[str, Any] = {"sizes": sizes}
+        report: dict[str, Any] = {"sizes": sizes, "measured": {}}
         print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
         report["hot_key"] = run_contender("hot_key", out, out)
+        report["measured"].update(sizes=measured, hot_key=measured)
     else:  # `--sizes ''`: the size figures stay from their run
-        report = json.loads((HERE / "results.json").read_text())
-        report["sizes_measured"] = report.get("sizes_measured", report["date"])
+        report = json.loads(RESULTS.read_text())
+        report.setdefault("measured", {})
     # A part not run this time keeps its figures from the last run that measured it.
     if args.large:
         report["large"] = bench_size(args.large, out, LARGE_ORDER)
+        report["measured"]["large"] = measured
     if args.small:
         report["small_runs"] = bench_small_runs(out)
+        report["measured"]["small_runs"] = measured
     if args.nightly:
         report["nightly"] = bench_nightly(args.nightly, out)
+        report["measured"]["nightly"] = measured
     if args.formats:
-        report["formats"] = {**bench_formats(args.formats, out), "measured": today}
-    report.update(date=today, machine=machine())
-    (HERE / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    (HERE / "results.md").write_text(markdown(report))
-    print(markdown(report))
+        report["formats"] = bench_formats(args.formats, out)
+        report["measured"]["formats"] = measured
+    report.update(date=measured["date"], machine=measured["machine"])
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    render()
+    print(f"wrote {RESULTS.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -88,6 +88,26 @@ def run_cli(args: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, done.stdout + done.stderr
 
 
+def stamp() -> dict[str, Any]:
+    """What a part of the results was measured on: the date, the commit of the code (`+changes`
+    when the work tree differed from it), whether the tables get deletion vectors, the machine."""
+    from pipelines.config import load_config
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,
+        "deletion_vectors": load_config().tables.deletion_vectors,
+        "machine": machine(),
+    }
+
+
 def machine() -> dict[str, Any]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     return {
