@@ -46,6 +46,8 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy pipelines
 
+# Measures, writes benchmarks/results.json and renders docs/performance.md from it;
+# `$(PY) -m benchmarks.render` renders the page again without measuring.
 bench: setup
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run

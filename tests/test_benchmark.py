@@ -63,3 +63,48 @@ def test_the_nightly_contender_folds_only_the_keys_the_night_touched(tmp_path):
     assert 0 < night["history_events_read"] < full["history_events_read"]
     assert full["keys_refolded"] == full["keys_folded"] == 60
     assert alone["history_events_read"] == night["records_read"]
+
+
+def test_the_performance_page_is_rendered_from_the_stored_figures():
+    """docs/performance.md is what `python -m benchmarks.render` makes of results.json and
+    notes.md: nobody edited it by hand, and nobody forgot to render it."""
+    from benchmarks.render import NOTES, PAGE, RESULTS, page
+
+    assert PAGE.read_text() == page(json.loads(RESULTS.read_text()), NOTES.read_text())
+
+
+def _size(events: int, seconds: float) -> dict:
+    timed = {"lines_per_second": 1, "peak_rss_mb": 100}
+    return {
+        "events": events,
+        "contenders": {
+            "spark_floor": {"seconds": 1.0, "ratio_to_floor": 1.0, **timed},
+            "backfill_empty": {"seconds": seconds, "ratio_to_floor": seconds, **timed},
+        },
+    }
+
+
+def test_figures_of_different_runs_are_never_mixed():
+    from benchmarks.render import page
+
+    report = {
+        "sizes": [_size(1000, 2.0)],
+        "large": _size(3000, 5.0),
+        "measured": {
+            "sizes": {"date": "2026-01-02", "commit": "aaaaaaa", "deletion_vectors": False},
+            "large": {"date": "2026-01-01", "commit": "bbbbbbb", "deletion_vectors": True},
+        },
+    }
+    notes = "## about\n\nAbout.\n\n## large @ bbbbbbb\n\nNow.\n\n## sizes @ ccccccc\n\nOld.\n"
+    text = page(report, notes)
+
+    # One section per run, the latest first; the older one says it had deletion vectors.
+    newer, older = text.index("code at aaaaaaa"), text.index("code at bbbbbbb")
+    assert newer < older
+    assert "Measured with deletion vectors on" in text[older:]
+    assert "Measured with deletion vectors on" not in text[newer:older]
+    # The large size is not compared with a size of another run.
+    assert "in at most 3.3x" not in text
+    # A reading shows under its run while its figures are there, else under Earlier.
+    assert text.index("Now.") > older
+    assert text.index("Old.") > text.index("## Earlier measurements")

@@ -1,0 +1,105 @@
+"""What `make bench` measures: the sizes, the nightly run, JSON vs Parquet and the small runs.
+
+Each scenario prepares its generated log and work folder and runs its contenders through
+`benchmarks.runner`; it returns the figures `benchmarks.render` turns into tables.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import prepare, run_cli, run_contender
+
+ORDER = (
+    "spark_floor",
+    "backfill_empty",
+    "backfill_one_core",
+    "backfill_one_percent",
+    "python_replay",
+    "duckdb",
+)
+LARGE_ORDER = ("spark_floor", "backfill_empty")  # the large size: does it finish, how it grows
+SMALL_NIGHT = date(2026, 1, 5)  # the last generated day of the small-run log
+
+
+def bench_size(events: int, out: Path, order: tuple[str, ...] = ORDER) -> dict[str, Any]:
+    data, work = out / f"events-{events}", out / f"work-{events}"
+    prepare(
+        data, work, events=events, keys=max(1000, events // 200), seed=42, days=5, files_per_day=8
+    )
+    lines = json.loads((data / "_generator.json").read_text())["lines_written"]
+    results: dict[str, Any] = {"events": events, "lines": lines, "contenders": {}}
+    for name in order:
+        print(f"  {events:>12,} events: {name} ...", file=sys.stderr, flush=True)
+        results["contenders"][name] = run_contender(name, data, work)
+    floor = results["contenders"]["spark_floor"]["seconds"]
+    for result in results["contenders"].values():
+        if "failed" in result:
+            continue
+        result["seconds"] = round(result["seconds"], 2)
+        result["lines_per_second"] = round(lines / result["seconds"]) if result["seconds"] else None
+        result["ratio_to_floor"] = round(result["seconds"] / floor, 2)
+    return results
+
+
+def bench_nightly(events: int, out: Path) -> dict[str, Any]:
+    """History of `events` over 30 nights, then one night of 1% new events (10% late)."""
+    data, work = out / f"history-{events}", out / f"nightly-{events}"
+    prepare(
+        data, work, events=events, keys=max(1000, events // 200), seed=42, days=30, files_per_day=2
+    )
+    print(f"  nightly: {events:,} events of history, then one night ...", file=sys.stderr)
+    return {"events": events, **run_contender("nightly", data, work)}
+
+
+def bench_formats(events: int, out: Path) -> dict[str, Any]:
+    """The same events as JSON Lines and as typed Parquet, each backfilled into an empty
+    table in one run: what reading typed columns instead of parsing text saves."""
+    results: dict[str, Any] = {"events": events}
+    for data_format in ("json", "parquet"):
+        data, work = out / f"formats-{data_format}-{events}", out / f"formats-work-{data_format}"
+        keys = max(1000, events // 100)
+        prepare(
+            data,
+            work,
+            events=events,
+            keys=keys,
+            seed=42,
+            days=5,
+            files_per_day=8,
+            data_format=data_format,
+        )
+        print(f"  formats: {events:,} events as {data_format} ...", file=sys.stderr, flush=True)
+        results[data_format] = run_contender("backfill_empty", data, work)
+    json_run, parquet_run = results["json"], results["parquet"]
+    if "failed" not in json_run and "failed" not in parquet_run:
+        results["parquet_to_json"] = round(parquet_run["seconds"] / json_run["seconds"], 2)
+    return results
+
+
+def bench_small_runs(out: Path) -> dict[str, Any]:
+    """Whole processes, as a scheduler starts them: a night of about 200,000 events onto
+    tables holding the four days before it, and `backfill demo` (its two backfill steps)."""
+    data, work = out / "small-events", out / "small-runs"
+    prepare(data, work, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
+    table = work / "state"
+    history = ["--source", str(data), "--to", str(SMALL_NIGHT - timedelta(days=1)), "--full"]
+    night = ["--source", str(data), "--from", str(SMALL_NIGHT)]
+    print("  small runs: history, then the night as a whole process ...", file=sys.stderr)
+    run_cli(["run", *history, "--table", str(table)], cwd=work)
+    seconds, output = run_cli(["run", *night, "--table", str(table)], cwd=work)
+    print("  small runs: backfill demo ...", file=sys.stderr, flush=True)
+    demo_seconds, demo_output = run_cli(["demo"], cwd=work)
+    took = [float(m) for m in re.findall(r"took\s+([0-9.]+)s", demo_output)]
+    records = re.search(r"read\s+([0-9,]+) records", output)
+    return {
+        "night_seconds": round(seconds, 1),
+        "night_records": int(records.group(1).replace(",", "")) if records else None,
+        "demo_seconds": round(demo_seconds, 1),
+        "demo_steps_seconds": took,
+    }
