@@ -17,7 +17,6 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 
 from pipelines.errors import RunFailed
-from pipelines.io.tables import table_version
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
@@ -47,6 +46,9 @@ class MergeResult:
     deleted: int
     version: int
     attempts: int = 1
+    # The version the committing transaction read: a version above the one the run looked at
+    # before means another writer committed in between.
+    read_version: int | None = None
 
 
 @contextmanager
@@ -102,13 +104,15 @@ def merge_into(
 
 
 def merge_metrics(spark: SparkSession, uri: str, metrics: Row | None) -> MergeResult:
-    version = table_version(spark, uri)
-    assert version is not None
+    latest = DeltaTable.forPath(spark, uri).history(1).select("version", "readVersion").first()
+    assert latest is not None
+    read_version = latest["readVersion"]
     return MergeResult(
         inserted=int(metrics["num_inserted_rows"]) if metrics else 0,
         updated=int(metrics["num_updated_rows"]) if metrics else 0,
         deleted=int(metrics["num_deleted_rows"]) if metrics else 0,
-        version=version,
+        version=int(latest["version"]),
+        read_version=None if read_version is None else int(read_version),
     )
 
 

@@ -40,10 +40,11 @@ def merge_events(
     rows_df: DataFrame,
     buckets: int,
     fold: Fold,
-    replaces_stored: Column,
+    replaces_stored: Column | None,
 ) -> MergeResult:
     """Insert events not stored yet; replace a stored copy (`t`) where the incoming one (`s`)
-    `replaces_stored`.
+    `replaces_stored`. With `replaces_stored` None the MERGE only inserts: it neither reads
+    the source twice nor rewrites a stored file, for a batch that replaces nothing.
 
     The MERGE itself decides, by the same precedence as the dedupe window, so a retry after a
     concurrent commit (or a rerun) never stores an event twice or lets an older copy win.
@@ -62,7 +63,9 @@ def merge_events(
         ),
         rows_df,
         "t.event_id = s.event_id",
-        lambda merge: merge.whenMatchedUpdateAll(
-            condition=replaces_stored
+        lambda merge: (
+            merge
+            if replaces_stored is None
+            else merge.whenMatchedUpdateAll(condition=replaces_stored)
         ).whenNotMatchedInsertAll(),
     )

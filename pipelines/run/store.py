@@ -62,17 +62,28 @@ def store(ctx: RunContext, tables: Tables, batch: Batch) -> Stored:
         else:
             ctx.progress(f"storing {counts.valid_unique:,} events in {request.events_table}")
             with step(spark, request.run_id, "events"):
-                events = merge_events(
-                    spark,
-                    request.events_table,
-                    batch.winners_df,
-                    tables.buckets,
-                    ctx.fold,
-                    replaces_stored(ctx.fold.content_fields),
-                )
-            stored = replace(
-                quarantined, events_inserted=events.inserted, events_replaced=events.updated
-            )
+                inserted, replaced = _store_events(ctx, tables, batch)
+            stored = replace(quarantined, events_inserted=inserted, events_replaced=replaced)
     if over_threshold:
         return stored
     return replace(stored, events_version=table_version(spark, request.events_table))
+
+
+def _store_events(ctx: RunContext, tables: Tables, batch: Batch) -> tuple[int, int]:
+    """(events inserted, stored events replaced). A batch that replaces no stored event, as
+    the table stood when the batch was deduplicated, only inserts; if another writer
+    committed in between, the full MERGE then applies this batch's copies that beat what
+    that writer stored (it inserts nothing more: every new id was just inserted)."""
+    assert batch.winners_df is not None
+    spark, uri, fold = ctx.spark, ctx.request.events_table, ctx.fold
+    replacing = replaces_stored(fold.content_fields)
+    if batch.replacing:
+        merged = merge_events(spark, uri, batch.winners_df, tables.buckets, fold, replacing)
+        return merged.inserted, merged.updated
+    inserted = merge_events(spark, uri, batch.winners_df, tables.buckets, fold, None)
+    # A table this run created is read at its first version, the empty CREATE.
+    deduplicated_against = 0 if tables.events_version is None else tables.events_version
+    if inserted.read_version in (None, deduplicated_against):
+        return inserted.inserted, 0
+    merged = merge_events(spark, uri, batch.winners_df, tables.buckets, fold, replacing)
+    return inserted.inserted + merged.inserted, merged.updated
