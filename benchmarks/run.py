@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from benchmarks.contenders import HOT_KEY_EVENTS
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 
 HERE = Path(__file__).resolve().parent
 ORDER = (

@@ -18,7 +18,7 @@ from pipelines.report import format_change, format_commit, format_diff_summary, 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from pipelines.generate.events import FaultRates, GeneratedLog
+    from pipelines.generate.log import FaultRates, GeneratedLog
 
 EXIT_OK, EXIT_FAILED, EXIT_QUARANTINE = 0, 1, 3
 # The config settings flags override, by the flag a message should name.
@@ -177,7 +177,7 @@ def generate_from_args(
 ) -> GeneratedLog:
     """`generate_log` of `fold`'s events with the generator flags shared by `generate` and
     `demo`."""
-    from pipelines.generate.events import generate_log
+    from pipelines.generate.log import generate_log
 
     return generate_log(
         out,
@@ -221,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _fault_rates(args: argparse.Namespace) -> FaultRates:
-    from pipelines.generate.events import FaultRates
+    from pipelines.generate.log import FaultRates
 
     rates = {
         name: getattr(args, f"{name}_rate")

@@ -20,8 +20,8 @@ from pipelines.commands import generate_from_args
 from pipelines.config import Config
 from pipelines.errors import UsageError
 from pipelines.folds import Fold, get_fold
-from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
+from pipelines.generate.log import FaultRates
 from pipelines.io.delta_tables import (
     commit_metadata,
     ensure_table,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pipelines.accounting import STEPS
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,7 @@ from pipelines import job
 from pipelines.config import FieldNames
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io import delta_tables
 from pipelines.io.delta_tables import ensure_table, merge_state
 from pipelines.transforms.validate import parse_events
