@@ -21,7 +21,7 @@ from pipelines.config import Config
 from pipelines.errors import UsageError
 from pipelines.folds import Fold, get_fold
 from pipelines.generate.live_worker import live_worker_states
-from pipelines.generate.log import FaultRates
+from pipelines.generate.log import GENERATORS, FaultRates
 from pipelines.io.delta_tables import (
     commit_metadata,
     ensure_table,
@@ -34,7 +34,6 @@ from pipelines.report import format_summary
 from pipelines.session import build_session
 
 MARKER = ".backfill-demo"
-DEMO_FOLDS = ("balance", "snapshot")  # the folds the generator and the live worker know
 
 
 def run_demo(
@@ -43,9 +42,9 @@ def run_demo(
     workdir = _fresh_workdir(Path(args.workdir))
     events_dir, table = workdir / "events", str((workdir / "state").resolve())
     fold = get_fold(config.fold, config.fold_options)
-    if fold.name not in DEMO_FOLDS:
+    if fold.name not in GENERATORS:  # the live worker knows each one's events
         raise UsageError(
-            f"the demo generates events for the built-in folds only ({', '.join(DEMO_FOLDS)}); "
+            f"the demo generates events for the built-in folds only ({', '.join(GENERATORS)}); "
             f"run your fold with `backfill run --fold {config.fold}`"
         )
 

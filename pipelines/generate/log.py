@@ -27,6 +27,9 @@ from pipelines.generate.base import Delivered, EventKind
 from pipelines.generate.snapshot import SnapshotEvents
 from pipelines.generate.writers import write_day
 
+# The folds whose events the generator writes, and how: the one list of them.
+GENERATORS: dict[str, EventKind] = {"balance": BalanceEvents(), "snapshot": SnapshotEvents()}
+
 
 @dataclass(frozen=True)
 class FaultRates:
@@ -64,9 +67,9 @@ def generate_log(
     fold: str = "balance",
 ) -> GeneratedLog:
     """Write a log of `fold`'s events (`balance` or `snapshot`) under `out`."""
-    if fold not in EVENT_KINDS:
-        raise ValueError(f"no generator for fold {fold!r}; known: {', '.join(EVENT_KINDS)}")
-    kind = EVENT_KINDS[fold]
+    if fold not in GENERATORS:
+        raise ValueError(f"no generator for fold {fold!r}; known: {', '.join(GENERATORS)}")
+    kind = GENERATORS[fold]
     rng = random.Random(seed)
     out_dir = Path(out)
     log = GeneratedLog(out=str(out_dir), injected=defaultdict(int))
@@ -170,9 +173,6 @@ def _copies(
         other = kind.conflicting(rng, event)
         shift = timedelta(minutes=rng.randint(1, 120)) * rng.choice((-1, 1))
         yield replace(event, ingested_at=event.ingested_at + shift, **other)
-
-
-EVENT_KINDS: dict[str, EventKind] = {"balance": BalanceEvents(), "snapshot": SnapshotEvents()}
 
 
 _NOT_OBJECTS: tuple[Any, ...] = ("a name", [1, 2], 42, True, "[1, 2]", '{"name": ')
