@@ -40,7 +40,7 @@ import pyarrow as pa
 from pipelines.config import FieldNames
 from pipelines.folds.base import Fold
 from pipelines.transforms.fold import SEQ_ORDER, conform
-from pipelines.transforms.validate import RecordChecker
+from pipelines.transforms.records import RecordChecker
 
 _ARROW_TYPES = {
     "decimal": pa.decimal128(27, 9),

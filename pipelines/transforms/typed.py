@@ -32,15 +32,9 @@ from pyspark.sql.types import (
 from pipelines.config import FieldNames
 from pipelines.folds.base import EventField, Fold
 from pipelines.io.sources import RAW, SOURCE_FILE, Source
-from pipelines.transforms.validate import (
-    AMOUNT_LIMIT,
-    BAD_INGESTED_AT,
-    COMMON_FIELDS,
-    MAX_SEQ,
-    parse_events,
-    timestamp_from_text,
-    within_readers_range,
-)
+from pipelines.transforms.json_values import AMOUNT_LIMIT, MAX_SEQ
+from pipelines.transforms.records import BAD_INGESTED_AT, COMMON_FIELDS
+from pipelines.transforms.validate import parse_events, timestamp_from_text, within_readers_range
 
 INTEGRAL = (ByteType, ShortType, IntegerType, LongType)
 MOMENTS = (TimestampType, TimestampNTZType, DateType)
