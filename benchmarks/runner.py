@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 
 HERE = Path(__file__).resolve().parent
 

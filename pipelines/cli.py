@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from pipelines import commands
 from pipelines.errors import BackfillError, ExitCode, UsageError
+from pipelines.generate.log import GENERATORS
 from pipelines.io.locations import local_path
 
 
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--keys", type=int, required=True, metavar="K")
     generate.add_argument(
         "--fold",
-        choices=("balance", "snapshot"),
+        choices=tuple(GENERATORS),
         default="balance",
         help="whose events to write: balance (add, subtract, set with an amount) or snapshot "
         "(upsert and patch with a data object, delete), each with the faults below "

@@ -18,7 +18,7 @@ from pipelines.report import format_change, format_commit, format_diff_summary, 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from pipelines.generate.events import FaultRates, GeneratedLog
+    from pipelines.generate.log import FaultRates, GeneratedLog
 
 # The config settings flags override, by the flag a message should name.
 OVERRIDE_FLAGS = {
@@ -176,7 +176,7 @@ def generate_from_args(
 ) -> GeneratedLog:
     """`generate_log` of `fold`'s events with the generator flags shared by `generate` and
     `demo`."""
-    from pipelines.generate.events import generate_log
+    from pipelines.generate.log import generate_log
 
     return generate_log(
         out,
@@ -220,7 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _fault_rates(args: argparse.Namespace) -> FaultRates:
-    from pipelines.generate.events import FaultRates
+    from pipelines.generate.log import FaultRates
 
     rates = {
         name: getattr(args, f"{name}_rate")

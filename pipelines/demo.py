@@ -20,8 +20,8 @@ from pipelines.commands import generate_from_args
 from pipelines.config import Config
 from pipelines.errors import ExitCode, UsageError
 from pipelines.folds import Fold, get_fold
-from pipelines.generate.events import FaultRates
 from pipelines.generate.live_worker import live_worker_states
+from pipelines.generate.log import GENERATORS, FaultRates
 from pipelines.io.commits import commit_metadata
 from pipelines.io.sources import DateWindow
 from pipelines.io.state_table import state_properties
@@ -31,7 +31,6 @@ from pipelines.run import Progress, RunRequest, run_backfill
 from pipelines.session import build_session
 
 MARKER = ".backfill-demo"
-DEMO_FOLDS = ("balance", "snapshot")  # the folds the generator and the live worker know
 
 
 def run_demo(
@@ -40,9 +39,9 @@ def run_demo(
     workdir = _fresh_workdir(Path(args.workdir))
     events_dir, table = workdir / "events", str((workdir / "state").resolve())
     fold = get_fold(config.fold, config.fold_options)
-    if fold.name not in DEMO_FOLDS:
+    if fold.name not in GENERATORS:  # the live worker knows each one's events
         raise UsageError(
-            f"the demo generates events for the built-in folds only ({', '.join(DEMO_FOLDS)}); "
+            f"the demo generates events for the built-in folds only ({', '.join(GENERATORS)}); "
             f"run your fold with `backfill run --fold {config.fold}`"
         )
 

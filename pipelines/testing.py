@@ -36,18 +36,13 @@ from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_type
 
 from pipelines.config import FieldNames
 from pipelines.folds.base import Fold
 from pipelines.transforms.fold import SEQ_ORDER, conform
-from pipelines.transforms.validate import RecordChecker
+from pipelines.transforms.records import RecordChecker
 
-_ARROW_TYPES = {
-    "decimal": pa.decimal128(27, 9),
-    "integer": pa.int64(),
-    "string": pa.string(),
-    "json": pa.string(),
-}
 _KEY_ORDER = [("key", "ascending"), *SEQ_ORDER]
 
 
@@ -81,14 +76,8 @@ def events_table(fold: Fold, events: Iterable[Mapping[str, Any]]) -> pa.Table:
             f"event_id {repeated[0]!r} appears more than once: the pipeline keeps one copy of "
             "each event before any fold runs, so give each event its own event_id"
         )
-    types = {
-        "key": pa.string(),
-        "event_id": pa.string(),
-        "seq": pa.int64(),
-        "event_time": pa.timestamp("us", tz="UTC"),
-        "op": pa.string(),
-        **{f.name: _ARROW_TYPES[f.type] for f in fold.fields},
-    }
+    # The Arrow types of the fields' Spark types, as Spark hands them to the fold.
+    types = {f.name: to_arrow_type(f.spark_type, timezone="UTC") for f in fold.typed_fields}
     return pa.table({name: pa.array(columns[name], types[name]) for name in fold.event_columns})
 
 

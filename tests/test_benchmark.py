@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 from pipelines.run.accounting import STEPS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -203,7 +203,7 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
 def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_path):
     """Every location flag, relative to the working directory or a `file://` URI, writes
     where a user expects; `history` takes the same relative path."""
-    from pipelines.generate.events import FaultRates, generate_log
+    from pipelines.generate.log import FaultRates, generate_log
 
     generate_log(tmp_path / "raw-events", events=300, keys=5, seed=3, faults=FaultRates())
     expected = reference_backfill(read_lines(tmp_path / "raw-events"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 from tests.cluster import standalone_cluster
 from tests.helpers import table_states
 from tests.reference import read_lines, reference_backfill

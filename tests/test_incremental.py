@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import UsageError
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states, write_night
 from tests.reference import read_lines, reference_backfill
 

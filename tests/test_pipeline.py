@@ -9,7 +9,7 @@ import pytest
 from delta.tables import DeltaTable
 
 from pipelines.errors import UsageError
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io.sources import DateWindow
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io.sources import DateWindow
 from tests.helpers import backfill
 from tests.reference import read_lines, reference_backfill

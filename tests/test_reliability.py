@@ -29,7 +29,7 @@ from pyspark.sql.types import BooleanType
 from pipelines.config import FieldNames
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io import commits
 from pipelines.io.state_table import merge_state
 from pipelines.io.tables import ensure_table

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import versions
-from pipelines.generate.events import FaultRates, generate_log
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io import s3
 from pipelines.io.reports import REPORTS_DIR
 from pipelines.io.sources import SOURCE_FILE, DateWindow, read_sources

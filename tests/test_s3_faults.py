@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 from pipelines.io import s3
 from pipelines.run import RunRequest, run_backfill
 from pipelines.session import apply_s3_settings

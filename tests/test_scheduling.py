@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipelines.cli import build_parser
-from pipelines.generate.events import generate_log
+from pipelines.generate.log import generate_log
 from tests.helpers import table_states
 from tests.reference import read_lines, reference_backfill
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.cli import main as backfill_cli
-from pipelines.generate.events import DATA_STYLES, SnapshotEvent
+from pipelines.generate.snapshot import DATA_STYLES, SnapshotEvent
 from pipelines.report import RunReport
 from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states
 from tests.reference import canonical_json_text, read_lines, reference_backfill

@@ -11,8 +11,8 @@ from delta.tables import DeltaTable
 from pipelines import versions
 from pipelines.demo import write_live_worker_table
 from pipelines.errors import UsageError
-from pipelines.generate.events import FaultRates, generate_log
 from pipelines.generate.live_worker import live_worker_states
+from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io.reports import changes_path
 from pipelines.run import RunRequest, run_backfill
 from pipelines.transforms.diff import compare_snapshots

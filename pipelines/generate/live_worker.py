@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from pipelines.folds.snapshot import json_text, merge_patch
-from pipelines.generate.events import Event, SnapshotEvent
+from pipelines.generate.balance import Event
+from pipelines.generate.snapshot import SnapshotEvent
 
 
 @dataclass

@@ -30,17 +30,11 @@ from pyspark.sql.types import (
 )
 
 from pipelines.config import FieldNames
-from pipelines.folds.base import EventField, Fold
+from pipelines.folds.base import COMMON_NAMES, EventField, Fold
 from pipelines.schema import RAW, SOURCE_FILE, Source
-from pipelines.transforms.validate import (
-    AMOUNT_LIMIT,
-    BAD_INGESTED_AT,
-    COMMON_FIELDS,
-    MAX_SEQ,
-    parse_events,
-    timestamp_from_text,
-    within_readers_range,
-)
+from pipelines.transforms.json_values import AMOUNT_LIMIT, MAX_SEQ
+from pipelines.transforms.records import BAD_INGESTED_AT
+from pipelines.transforms.validate import parse_events, timestamp_from_text, within_readers_range
 
 INTEGRAL = (ByteType, ShortType, IntegerType, LongType)
 MOMENTS = (TimestampType, TimestampNTZType, DateType)
@@ -55,7 +49,7 @@ def typed_plan(schema: StructType, fields: FieldNames, fold: Fold) -> dict[str, 
     columns = {f.name: f.dataType for f in schema.fields if f.name not in (SOURCE_FILE, RAW)}
     names = fields.as_dict()
     plan = {}
-    for field in (*COMMON_FIELDS, *(f.name for f in fold.fields), "ingested_at"):
+    for field in (f.name for f in fold.typed_fields):
         column = names.get(field, field)
         if column in columns and not _checkable(field, columns[column], fold):
             return None
@@ -119,7 +113,7 @@ def check_typed(df: DataFrame, plan: dict[str, str], fold: Fold) -> DataFrame:
 
     first: list[tuple[Column, str]] = [
         (value(field).isNull(), f"missing_field:{field}")
-        for field in (*COMMON_FIELDS, *(f.name for f in fold.fields if f.required_for is None))
+        for field in (*COMMON_NAMES, *(f.name for f in fold.fields if f.required_for is None))
     ]
     first += [
         (event_id.rlike(_BLANK), "bad_type:event_id"),
