@@ -1,4 +1,4 @@
-"""An example user fold, as a README shows one: per-SKU stock with reservations.
+"""An example user fold, as docs/folds.md shows one: per-SKU stock with reservations.
 
 Run it with `backfill run --fold tests.folds:StockFold ...`; it is checked with
 `pipelines.testing.check_fold` in `tests/test_plugins.py`.

@@ -589,10 +589,10 @@ def test_fold_options_from_the_config_file_reach_the_fold_before_any_spark(tmp_p
     assert not (tmp_path / "t").exists()
 
 
-def test_the_readme_shows_the_fold_the_tests_run():
+def test_the_docs_show_the_fold_the_tests_run():
     root = Path(__file__).resolve().parent.parent
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("### Your own fold") :]
+    docs = (root / "docs" / "folds.md").read_text()
+    section = docs[docs.index("## Your own fold") :]
     start = section.index("```python\n") + len("```python\n")
     shown = section[start : section.index("\n```", start)]
     assert shown.strip() and shown in (root / "tests" / "folds.py").read_text()
