@@ -39,16 +39,15 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     measured = stamp()  # the date, commit, deletion vectors and machine of every part run now
+    # A part not run this time keeps its figures from the last run that measured it.
+    report: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    report.setdefault("measured", {})
     sizes = [bench_size(int(n), out) for n in args.sizes.split(",") if n]
     if sizes:
-        report: dict[str, Any] = {"sizes": sizes, "measured": {}}
+        report["sizes"] = sizes
         print("  hot key: one key, 5M events ...", file=sys.stderr, flush=True)
         report["hot_key"] = run_contender("hot_key", out, out)
         report["measured"].update(sizes=measured, hot_key=measured)
-    else:  # `--sizes ''`: the size figures stay from their run
-        report = json.loads(RESULTS.read_text())
-        report.setdefault("measured", {})
-    # A part not run this time keeps its figures from the last run that measured it.
     if args.large:
         report["large"] = bench_size(args.large, out, LARGE_ORDER)
         report["measured"]["large"] = measured
