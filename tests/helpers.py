@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +55,49 @@ def _aware(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.astimezone(UTC)
     return value
+
+
+def event_record(
+    event_id: str, key: str, seq: int, op: str, *, ingested: int | None = 1, **fields: Any
+) -> dict[str, Any]:
+    """One raw event: it happened at second `seq % 60` of 2026-01-01 and reached the lake on
+    2026-01-<ingested> (None: no `ingested_at`). `fields` adds the fold's own (`amount`,
+    `data`, `quantity`, extra ones) or replaces a default (`event_time`, `ingested_at`); a
+    field given as None is left out."""
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "key": key,
+        "seq": seq,
+        "event_time": f"2026-01-01T00:00:{seq % 60:02d}Z",
+        "op": op,
+    }
+    if ingested is not None:
+        record["ingested_at"] = f"2026-01-{ingested:02d}T00:00:00Z"
+    record.update(fields)
+    return {name: value for name, value in record.items() if value is not None}
+
+
+def event_line(event_id: str, key: str, seq: int, op: str, **fields: Any) -> str:
+    """`event_record` as the JSON line a source file holds."""
+    return json.dumps(event_record(event_id, key, seq, op, **fields))
+
+
+@st.composite
+def balance_event(
+    draw: st.DrawFn, number: int, max_seq: int, amounts: st.SearchStrategy[str]
+) -> dict[str, Any]:
+    """The `number`th event of a generated balance log, as `event_line`'s arguments: event id
+    `e<number>`, one of three keys, any seq up to `max_seq` and any op, at minute `number`,
+    reaching the lake on 2026-01-02 at that minute."""
+    return {
+        "event_id": f"e{number}",
+        "key": draw(st.sampled_from(["a", "b", "c"])),
+        "seq": draw(st.integers(min_value=1, max_value=max_seq)),
+        "op": draw(st.sampled_from(["add", "subtract", "set"])),
+        "amount": draw(amounts),
+        "event_time": f"2026-01-01T00:{number % 60:02d}:00Z",
+        "ingested_at": f"2026-01-02T00:{number % 60:02d}:00Z",
+    }
 
 
 def write_night(root: Path, night: int, lines: list[str]) -> Path:

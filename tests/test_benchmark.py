@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from pipelines.generate.log import generate_log
 from pipelines.run.accounting import STEPS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.cli import run_python
 
 
 def run_contender(name: str, data, work) -> dict:
     """`python -m benchmarks.contenders NAME DATA WORK` as `make bench` runs it; its result."""
-    run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.contenders", name, str(data), str(work)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        timeout=900,
-    )
+    run = run_python("benchmarks.contenders", name, data, work, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,26 +10,9 @@ from deltalake import DeltaTable
 
 from pipelines.cli import build_parser, main
 from tests import helpers
+from tests.cli import assert_one_line_error, run_cli, run_main
 from tests.helpers import table_states
 from tests.reference import read_lines, reference_backfill
-
-BACKFILL = [sys.executable, "-m", "pipelines.cli"]
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def backfill(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [*BACKFILL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("backfill: ") and text in lines[0]
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -85,21 +64,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, text):
-    assert_one_line_error(backfill(*args), 2, text)
+    assert_one_line_error(run_main(*args), 2, text)
 
 
 def test_bad_config_values_exit_2(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("spark: [unclosed\n")
     assert_one_line_error(
-        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(broken)),
+        run_main("run", "--source", ".", "--table", "/tmp/t", "--config", str(broken)),
         2,
         "not valid YAML",
     )
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("quarantine:\n  max_ratio: 7\n")
     assert_one_line_error(
-        backfill("run", "--source", ".", "--table", "/tmp/t", "--config", str(wrong)),
+        run_main("run", "--source", ".", "--table", "/tmp/t", "--config", str(wrong)),
         2,
         "quarantine.max_ratio",
     )
@@ -127,34 +106,21 @@ def test_every_subcommand_has_help_naming_its_flags(capsys):
         assert [flag for flag in flags if flag not in shown] == []
 
 
-@pytest.mark.slow
-def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
+def test_run_report_rerun_threshold_and_failure_exit_codes(spark, tmp_path):
+    """`generate`, then `run` three times through `main`, in this process on the tests' Spark
+    session: the summary, the report file, and exit 3 over the quarantine threshold with the
+    state untouched. (A whole process, its own session included, is run end to end by the
+    locations test below.)"""
     events, table, report = tmp_path / "events", tmp_path / "state", tmp_path / "report.json"
-    generated = backfill(
-        "generate",
-        "--out",
-        str(events),
-        "--events",
-        "2000",
-        "--keys",
-        "50",
-        "--garbage-rate",
-        "0.05",
-    )
+    generated = run_main(
+        "generate", "--out", str(events), "--events", "2000", "--keys", "50",
+        "--garbage-rate", "0.05",
+    )  # fmt: skip
     assert generated.returncode == 0, generated.stderr
     assert "faults:" in generated.stdout
 
-    first = backfill(
-        "run",
-        "--source",
-        str(events),
-        "--table",
-        str(table),
-        "--report",
-        str(report),
-        "--master",
-        "local[2]",
-    )
+    run = ["run", "--source", str(events), "--table", str(table), "--report", str(report)]
+    first = run_main(*run, spark=spark)
     assert first.returncode == 0, first.stderr
     assert "committed" in first.stdout and "quarantined" in first.stdout
     data = json.loads(report.read_text())
@@ -164,45 +130,25 @@ def test_run_report_rerun_threshold_and_failure_exit_codes(tmp_path):
     )
     assert data["keys"]["inserted"] == 50 and data["table_version_after"] is not None
 
-    again = backfill(
-        "run",
-        "--source",
-        str(events),
-        "--table",
-        str(table),
-        "--report",
-        str(report),
-        "--master",
-        "local[2]",
-        "--max-quarantine-ratio",
-        "0.01",
-    )
+    again = run_main(*run, "--max-quarantine-ratio", "0.01", spark=spark)
     assert again.returncode == 3
     assert "above --max-quarantine-ratio" in again.stderr.strip().splitlines()[-1]
     after = json.loads(report.read_text())
     assert after["table_version_after"] == data["table_version_after"]
     assert after["status"] == "quarantine_threshold_exceeded"
 
-    rerun = backfill(
-        "run",
-        "--source",
-        str(events),
-        "--table",
-        str(table),
-        "--report",
-        str(report),
-        "--master",
-        "local[2]",
-    )
+    rerun = run_main(*run, spark=spark)
     assert rerun.returncode == 0
     rerun_data = json.loads(report.read_text())
     assert (rerun_data["keys"]["inserted"], rerun_data["keys"]["updated"]) == (0, 0)
 
 
 @pytest.mark.slow
-def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_path):
+def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_path, monkeypatch):
     """Every location flag, relative to the working directory or a `file://` URI, writes
-    where a user expects; `history` takes the same relative path."""
+    where a user expects, run and rerun as whole processes started there (a relative
+    `--source` is read by the JVM from its working directory); `history`, through `main` in
+    this process from the same directory, takes the same relative path."""
     from pipelines.generate.log import FaultRates, generate_log
 
     generate_log(tmp_path / "raw-events", events=300, keys=5, seed=3, faults=FaultRates())
@@ -215,7 +161,7 @@ def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_
         "--report", "reports/night.json",
         "--master", "local[2]",
     ]  # fmt: skip
-    first = backfill("run", *args, cwd=tmp_path)
+    first = run_cli("run", *args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     for table in ("my-tables/state", "bad/records", "stored-events"):
         assert (tmp_path / table / "_delta_log").is_dir(), table
@@ -229,12 +175,11 @@ def test_relative_and_file_uri_locations_work_from_another_directory(spark, tmp_
     assert DeltaTable(str(tmp_path / "bad" / "records")).to_pyarrow_table().num_rows == sum(
         expected.reasons.values()
     )
-    again = backfill("run", *args, cwd=tmp_path)  # rerun: nothing new
+    again = run_cli("run", *args, cwd=tmp_path)  # rerun: nothing new
     assert again.returncode == 0, again.stderr[-2000:]
     assert "unchanged" in again.stdout
-    history = backfill(
-        "history", "--table", "my-tables/state", "--master", "local[2]", cwd=tmp_path
-    )
+    monkeypatch.chdir(tmp_path)
+    history = run_main("history", "--table", "my-tables/state", "--master", "local[2]", spark=spark)
     assert history.returncode == 0 and "MERGE" in history.stdout, history.stderr[-2000:]
 
 
@@ -258,20 +203,19 @@ def _bad_locations(root: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_a_location_that_cannot_take_the_run_fails_before_spark_starts(tmp_path):
+def test_a_location_that_cannot_take_the_run_fails_before_spark_starts(tmp_path, monkeypatch):
     """Each bad location ends the run at once: exit 2, one line naming the path and what is
-    there, before Spark starts (the source, a folder of garbage, is never read), and nothing
-    is written anywhere, the working directory included."""
+    there, before Spark starts (`run_main` fails the test if the command asks for a session;
+    the source, a folder of garbage, is never read), and nothing is written anywhere, the
+    working directory included."""
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "source").mkdir()
     (tmp_path / "source" / "garbage.jsonl").write_text("not json\n")
+    monkeypatch.chdir(work)
     for flags, text in _bad_locations(work):
         before = sorted(work.rglob("*"))
-        started = time.monotonic()
-        result = backfill("run", "--source", "../source", *flags, cwd=work)
-        assert_one_line_error(result, 2, text)
-        assert time.monotonic() - started < 8, flags  # Python alone: no JVM was started
+        assert_one_line_error(run_main("run", "--source", "../source", *flags), 2, text)
         assert sorted(work.rglob("*")) == before, flags
 
 

@@ -4,16 +4,13 @@ leave it equal to the plain-Python reference over every generated line."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
 from tests.helpers import table_states
 from tests.reference import canonical_json_text, read_lines, reference_backfill
-
-BACKFILL = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "backfill"
 
 
 def _states(spark, table: Path, fold: str, version: int | None = None) -> dict:
@@ -26,15 +23,9 @@ def _states(spark, table: Path, fold: str, version: int | None = None) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("fold", ["balance", "snapshot"])
 def test_the_demo_corrects_the_live_worker(spark, tmp_path, fold):
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     flags = ["--events", "3000", "--keys", "80", "--days", "3", "--shuffle-partitions", "2"]
-    result = subprocess.run(
-        [str(BACKFILL), "demo", "--fold", fold, "--workdir", "demo", *flags],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_cli(
+        "demo", "--fold", fold, "--workdir", "demo", *flags, cwd=tmp_path, installed=True
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(": committed") == 2, result.stdout

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,25 +16,18 @@ from hypothesis import strategies as st
 
 from pipelines.errors import UsageError
 from pipelines.generate.log import FaultRates, generate_log
-from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states, write_night
+from tests.cli import run_python
+from tests.helpers import (
+    assert_any_nights_equal_one_run,
+    backfill,
+    balance_event,
+    event_line,
+    table_states,
+    write_night,
+)
 from tests.reference import read_lines, reference_backfill
 
-ROOT = Path(__file__).resolve().parent.parent
 SOAK = os.environ.get("BACKFILL_SOAK") == "1"
-
-
-def event(event_id: str, key: str, seq: int, op: str, amount: str, ingested: int = 1) -> str:
-    return json.dumps(
-        {
-            "event_id": event_id,
-            "key": key,
-            "seq": seq,
-            "event_time": f"2026-01-01T00:00:{seq % 60:02d}Z",
-            "op": op,
-            "amount": amount,
-            "ingested_at": f"2026-01-{ingested:02d}T00:00:00Z",
-        }
-    )
 
 
 def versions(spark, table: Path) -> tuple[int | None, ...]:
@@ -54,15 +45,20 @@ def test_a_late_set_refolds_its_key_and_the_others_resume(spark, config, tmp_pat
         tmp_path,
         1,
         [
-            event("a1", "a", 1, "add", "10"),
-            event("a3", "a", 3, "add", "5"),
-            event("b1", "b", 1, "add", "1"),
-            event("c1", "c", 1, "add", "7"),
+            event_line("a1", "a", 1, "add", amount="10"),
+            event_line("a3", "a", 3, "add", amount="5"),
+            event_line("b1", "b", 1, "add", amount="1"),
+            event_line("c1", "c", 1, "add", amount="7"),
         ],
     )
     backfill(spark, config, [first], table)
     late = write_night(
-        tmp_path, 2, [event("a2", "a", 2, "set", "100"), event("b2", "b", 2, "add", "2")]
+        tmp_path,
+        2,
+        [
+            event_line("a2", "a", 2, "set", amount="100"),
+            event_line("b2", "b", 2, "add", amount="2"),
+        ],
     )
 
     report = backfill(spark, config, [late], table)
@@ -80,9 +76,19 @@ def test_a_late_set_refolds_its_key_and_the_others_resume(spark, config, tmp_pat
 
 def test_a_conflicting_copy_nights_later_replaces_the_stored_one(spark, config, tmp_path):
     table = tmp_path / "state"
-    backfill(spark, config, [write_night(tmp_path, 1, [event("e1", "a", 1, "add", "10")])], table)
-    backfill(spark, config, [write_night(tmp_path, 2, [event("e2", "a", 2, "add", "1")])], table)
-    newer = write_night(tmp_path, 3, [event("e1", "a", 1, "add", "20", ingested=9)])
+    backfill(
+        spark,
+        config,
+        [write_night(tmp_path, 1, [event_line("e1", "a", 1, "add", amount="10")])],
+        table,
+    )
+    backfill(
+        spark,
+        config,
+        [write_night(tmp_path, 2, [event_line("e2", "a", 2, "add", amount="1")])],
+        table,
+    )
+    newer = write_night(tmp_path, 3, [event_line("e1", "a", 1, "add", amount="20", ingested=9)])
 
     report = backfill(spark, config, [newer], table)
 
@@ -94,7 +100,7 @@ def test_a_conflicting_copy_nights_later_replaces_the_stored_one(spark, config, 
         ("conflicting_duplicate", "10")  # the stored copy it displaced, with its raw text
     ]
     assert "dt=2026-02-01" in quarantine[0]["source_file"]
-    older = write_night(tmp_path, 4, [event("e1", "a", 1, "add", "30", ingested=5)])
+    older = write_night(tmp_path, 4, [event_line("e1", "a", 1, "add", amount="30", ingested=5)])
     late_loser = backfill(spark, config, [older], table)
     assert late_loser.counts.quarantined_by_reason == {"conflicting_duplicate": 1}
     assert table_states(spark, table)["a"]["balance"] == 21
@@ -103,13 +109,18 @@ def test_a_conflicting_copy_nights_later_replaces_the_stored_one(spark, config, 
 def test_a_key_seen_on_one_night_only_leaves_the_others_unread(spark, config, tmp_path):
     table = tmp_path / "state"
     first = write_night(
-        tmp_path, 1, [event("a1", "a", 1, "add", "1"), event("b1", "b", 1, "set", "2")]
+        tmp_path,
+        1,
+        [event_line("a1", "a", 1, "add", amount="1"), event_line("b1", "b", 1, "set", amount="2")],
     )
     backfill(spark, config, [first], table)
     before = table_states(spark, table)
 
     report = backfill(
-        spark, config, [write_night(tmp_path, 2, [event("c1", "c", 1, "add", "3")])], table
+        spark,
+        config,
+        [write_night(tmp_path, 2, [event_line("c1", "c", 1, "add", amount="3")])],
+        table,
     )
 
     assert (report.keys.total, report.keys.inserted, report.keys.history_events_read) == (1, 1, 0)
@@ -129,9 +140,16 @@ def test_an_event_redelivered_weeks_later_is_a_duplicate_and_changes_nothing(
     spark, config, tmp_path
 ):
     table = tmp_path / "state"
-    backfill(spark, config, [write_night(tmp_path, 1, [event("e1", "a", 1, "add", "10")])], table)
+    backfill(
+        spark,
+        config,
+        [write_night(tmp_path, 1, [event_line("e1", "a", 1, "add", amount="10")])],
+        table,
+    )
     before = versions(spark, table)
-    again = write_night(tmp_path, 28, [event("e1", "a", 1, "add", "10.000", ingested=28)])
+    again = write_night(
+        tmp_path, 28, [event_line("e1", "a", 1, "add", amount="10.000", ingested=28)]
+    )
 
     report = backfill(spark, config, [again], table)
 
@@ -143,10 +161,12 @@ def test_an_event_redelivered_weeks_later_is_a_duplicate_and_changes_nothing(
 def test_an_event_that_moves_to_another_key_deletes_the_key_it_left(spark, config, tmp_path):
     table = tmp_path / "state"
     night = write_night(
-        tmp_path, 1, [event("e1", "a", 1, "add", "10"), event("b1", "b", 1, "add", "1")]
+        tmp_path,
+        1,
+        [event_line("e1", "a", 1, "add", amount="10"), event_line("b1", "b", 1, "add", amount="1")],
     )
     backfill(spark, config, [night], table)
-    moved = write_night(tmp_path, 2, [event("e1", "b", 2, "add", "10", ingested=5)])
+    moved = write_night(tmp_path, 2, [event_line("e1", "b", 2, "add", amount="10", ingested=5)])
 
     report = backfill(spark, config, [moved], table)
 
@@ -212,15 +232,8 @@ def test_a_run_killed_between_its_commits_is_repaired_exactly(
     days, twin = two_days_and_twin
     table = tmp_path / "state"
     backfill(spark, config, [days[0]], table)
-    killed = subprocess.run(
-        [sys.executable, "-m", "tests.killed_run", str(days[1]), str(table), after],
-        cwd=ROOT,
-        capture_output=True,
-        start_new_session=True,
-        timeout=600,
-        check=False,
-    )
-    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    killed = run_python("tests.killed_run", days[1], table, after)
+    assert killed.returncode == -9, killed.stderr[-2000:]
 
     rerun = backfill(spark, config, [days[1]], table)
 
@@ -251,16 +264,8 @@ def delivered_logs(draw) -> list[str]:
     """Events with late seqs, lost seqs, conflicting and re-delivered copies, and garbage."""
     lines = []
     for i in range(draw(st.integers(min_value=1, max_value=24))):
-        copy = {
-            "event_id": f"e{i}",
-            "key": draw(st.sampled_from(["a", "b", "c"])),
-            "seq": draw(st.integers(min_value=1, max_value=10)),
-            "event_time": f"2026-01-01T00:{i % 60:02d}:00Z",
-            "op": draw(st.sampled_from(["add", "subtract", "set"])),
-            "amount": draw(amounts),
-            "ingested_at": f"2026-01-02T00:{i % 60:02d}:00Z",
-        }
-        lines.append(json.dumps(copy))
+        copy = draw(balance_event(i, max_seq=10, amounts=amounts))
+        lines.append(event_line(**copy))
         if draw(st.integers(0, 3)) == 0:  # a conflicting copy, newer, maybe of another key
             newer = {
                 **copy,
@@ -268,9 +273,9 @@ def delivered_logs(draw) -> list[str]:
                 "key": draw(st.sampled_from(["a", "b", "c"])),
                 "ingested_at": f"2026-01-0{draw(st.integers(3, 9))}T00:00:00Z",
             }
-            lines.append(json.dumps(newer))
+            lines.append(event_line(**newer))
         if draw(st.integers(0, 4)) == 0:  # re-delivered as it was
-            lines.append(json.dumps(copy))
+            lines.append(event_line(**copy))
     return lines + draw(st.lists(st.sampled_from(["{", "nope", '{"event_id":"x"}']), max_size=2))
 
 

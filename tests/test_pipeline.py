@@ -121,12 +121,16 @@ def test_every_commit_carries_run_metadata_and_change_feed_is_on(spark, config, 
     generate_log(events, events=300, keys=10, seed=1, faults=HEAVY_FAULTS)
     report = backfill(spark, config, [events], table)
 
-    for path in (table, tmp_path / "state_quarantine"):
+    for path in (table, tmp_path / "state_events", tmp_path / "state_quarantine"):
         history = DeltaTable.forPath(spark, str(path)).history().collect()
+        assert {c["operation"] for c in history} >= {"MERGE"}, path  # created, then merged
         for commit in history:
+            assert commit["userMetadata"], (path, commit["version"], commit["operation"])
             metadata = json.loads(commit["userMetadata"])
-            assert metadata["run_id"] == report.run_id
+            assert metadata["writer"] == "backfill" and metadata["run_id"] == report.run_id
+            assert metadata["sources"] == [str(events)]
             assert metadata["counts"]["records_read"] == report.counts.records_read
+            assert metadata["code_version"] == report.code_version != ""
         properties = DeltaTable.forPath(spark, str(path)).detail().first()["properties"]
         assert properties["delta.enableChangeDataFeed"] == "true"
 

@@ -6,7 +6,6 @@ example fold through the `backfill` command, over two nights."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -26,11 +25,10 @@ from pipelines.folds import get_fold, known_folds
 from pipelines.folds.balance import BalanceFold
 from pipelines.folds.snapshot import SnapshotFold
 from pipelines.testing import FoldCheckFailed, check_fold, fold_events
+from tests.cli import ROOT, run_cli, run_main
 from tests.folds import StockFold
-from tests.helpers import table_states
+from tests.helpers import backfill, event_line, event_record, table_states, write_night
 
-ROOT = Path(__file__).resolve().parent.parent
-BACKFILL = Path(sys.executable).parent / "backfill"
 STOCK_OPS = ("receive", "reserve", "release", "ship", "count")
 FOLD_CHECKS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -206,24 +204,13 @@ def test_check_fold_starts_no_spark():
 # --- broken folds are caught -------------------------------------------------------------
 
 
-def stock_event(event_id: str, key: str, seq: int, op: str, quantity: int) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "key": key,
-        "seq": seq,
-        "event_time": f"2026-01-01T{seq:02d}:00:00Z",
-        "op": op,
-        "quantity": quantity,
-    }
-
-
 STOCK_EVENTS = [
-    stock_event("a1", "a", 1, "receive", 10),
-    stock_event("a2", "a", 2, "reserve", 4),
-    stock_event("a4", "a", 4, "ship", 1),
-    stock_event("b1", "b", 1, "count", 5),
-    stock_event("b3", "b", 3, "reserve", 2),
-    stock_event("c7", "c", 7, "receive", 1),
+    event_record("a1", "a", 1, "receive", quantity=10),
+    event_record("a2", "a", 2, "reserve", quantity=4),
+    event_record("a4", "a", 4, "ship", quantity=1),
+    event_record("b1", "b", 1, "count", quantity=5),
+    event_record("b3", "b", 3, "reserve", quantity=2),
+    event_record("c7", "c", 7, "receive", quantity=1),
 ]
 
 
@@ -420,7 +407,10 @@ def test_fold_options_reach_the_constructor():
         False,
         True,
     )
-    oversold = [stock_event("1", "k", 1, "receive", 2), stock_event("2", "k", 2, "reserve", 5)]
+    oversold = [
+        event_record("1", "k", 1, "receive", quantity=2),
+        event_record("2", "k", 2, "reserve", quantity=5),
+    ]
     shown = {"on_hand", "reserved", "available"}
     assert {c: fold_events(strict, oversold)[0][c] for c in shown} == {
         "on_hand": 2,
@@ -456,74 +446,50 @@ def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path, monkeypatch):
 # --- through Spark -----------------------------------------------------------------------
 
 
-def stock_line(event_id: str, key: str, seq: int, op: str, quantity: Any = None, **extra) -> str:
-    record = {
-        "event_id": event_id,
-        "key": key,
-        "seq": seq,
-        "event_time": f"2026-02-01T{seq:02d}:00:00Z",
-        "op": op,
-        **({} if quantity is None else {"quantity": quantity}),
-        **extra,
-    }
-    return json.dumps(record)
-
-
-def write_night(root: Path, night: int, lines: list[str]) -> Path:
-    day = root / "events" / f"dt=2026-02-{night:02d}"
-    day.mkdir(parents=True)
-    (day / "part-0.jsonl").write_text("".join(f"{line}\n" for line in lines))
-    return day
-
-
 def valid_events(lines: list[str]) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
 FIRST_NIGHT = [
-    stock_line("a1", "sku-a", 1, "receive", 10),
-    stock_line("a2", "sku-a", 2, "reserve", 4),
-    stock_line("a3", "sku-a", 3, "ship", "3"),  # a string of digits is an integer
-    stock_line("a5", "sku-a", 5, "reserve", 20),  # more than available: reserves the 6 left
-    stock_line("b1", "sku-b", 1, "count", 7),
-    stock_line("b2", "sku-b", 2, "reserve", 5),
-    stock_line("b3", "sku-b", 3, "count", 2),  # cuts the reservations to 2
-    stock_line("c1", "sku-c", 1, "receive", 5),
+    event_line("a1", "sku-a", 1, "receive", quantity=10),
+    event_line("a2", "sku-a", 2, "reserve", quantity=4),
+    event_line("a3", "sku-a", 3, "ship", quantity="3"),  # a string of digits is an integer
+    event_line(
+        "a5", "sku-a", 5, "reserve", quantity=20
+    ),  # more than available: reserves the 6 left
+    event_line("b1", "sku-b", 1, "count", quantity=7),
+    event_line("b2", "sku-b", 2, "reserve", quantity=5),
+    event_line("b3", "sku-b", 3, "count", quantity=2),  # cuts the reservations to 2
+    event_line("c1", "sku-c", 1, "receive", quantity=5),
 ]
 FIRST_NIGHT_GARBAGE = [
-    stock_line("a2", "sku-a", 2, "reserve", 4),  # an identical copy: a duplicate
-    stock_line("x1", "sku-a", 4, "receive"),
-    stock_line("x2", "sku-b", 4, "receive", "abc"),
-    stock_line("x3", "sku-c", 2, "receive", 2.5),
-    stock_line("x4", "sku-c", 3, "steal", 1),
+    event_line("a2", "sku-a", 2, "reserve", quantity=4),  # an identical copy: a duplicate
+    event_line("x1", "sku-a", 4, "receive"),
+    event_line("x2", "sku-b", 4, "receive", quantity="abc"),
+    event_line("x3", "sku-c", 2, "receive", quantity=2.5),
+    event_line("x4", "sku-c", 3, "steal", quantity=1),
     "not json at all",
 ]
 SECOND_NIGHT = [
-    stock_line("a6", "sku-a", 6, "release", 2),
-    stock_line("a7", "sku-a", 7, "ship", 50),  # more than reserved: ships the 5 reserved
-    stock_line("b5", "sku-b", 5, "ship", 9),
-    stock_line("d2", "sku-d", 2, "receive", 3),
-    stock_line("c4", "sku-c", 4, "count", 1, note="extra fields are ignored"),
+    event_line("a6", "sku-a", 6, "release", quantity=2),
+    event_line("a7", "sku-a", 7, "ship", quantity=50),  # more than reserved: ships the 5 reserved
+    event_line("b5", "sku-b", 5, "ship", quantity=9),
+    event_line("d2", "sku-d", 2, "receive", quantity=3),
+    event_line("c4", "sku-c", 4, "count", quantity=1, note="extra fields are ignored"),
 ]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`backfill` as a user runs it from the repository: the fold is found on the working
-    directory, with no PYTHONPATH, and travels to Spark's Python workers by value."""
-    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    return subprocess.run(
-        [str(BACKFILL), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.mark.slow
-def test_the_stock_fold_through_the_backfill_command_over_two_nights(spark, tmp_path):
+def test_the_stock_fold_through_the_backfill_command_over_two_nights(spark, config, tmp_path):
+    """The first night through the installed `backfill` as a user runs it from the repository:
+    the fold is found on the working directory, with no PYTHONPATH, and travels to Spark's
+    Python workers by value. The second night, in this process, resumes from that table."""
     table, report_file = tmp_path / "tables" / "stock", tmp_path / "report.json"
     flags = ["--table", str(table), "--report", str(report_file), "--fold", "tests.folds:StockFold"]
     flags += ["--master", "local[2]", "--shuffle-partitions", "2"]
     first = write_night(tmp_path, 1, FIRST_NIGHT + FIRST_NIGHT_GARBAGE)
 
-    ran = run_cli("run", "--source", str(first), *flags)
+    ran = run_cli("run", "--source", str(first), *flags, installed=True)
 
     assert ran.returncode == 0, ran.stderr[-3000:]
     report = json.loads(report_file.read_text())
@@ -550,14 +516,16 @@ def test_the_stock_fold_through_the_backfill_command_over_two_nights(spark, tmp_
     }
 
     second = write_night(tmp_path, 2, SECOND_NIGHT)
-    ran = run_cli("run", "--source", str(second), *flags)
+    night = backfill(spark, config.with_overrides(fold="tests.folds:StockFold"), [second], table)
 
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    report = json.loads(report_file.read_text())
-    assert report["counts"]["quarantined"] == 0
-    keys = report["keys"]
+    assert (night.fold, night.status, night.counts.quarantined) == (
+        "tests.folds:StockFold",
+        "committed",
+        0,
+    )
+    keys = night.keys
     # Every new event follows its key's stored row: those keys resume; sku-d is new.
-    assert (keys["inserted"], keys["updated"], keys["resumed"], keys["refolded"]) == (1, 3, 4, 0)
+    assert (keys.inserted, keys.updated, keys.resumed, keys.refolded) == (1, 3, 4, 0)
     everything = valid_events(FIRST_NIGHT + SECOND_NIGHT)
     assert table_states(spark, table) == reference_stock(everything)
     assert {k: s["available"] for k, s in table_states(spark, table).items()} == {
@@ -576,7 +544,7 @@ def test_fold_options_from_the_config_file_reach_the_fold_before_any_spark(tmp_p
         "fold_options:\n  allow_negatives: true\n"
     )
 
-    ran = run_cli(
+    ran = run_main(
         "run", "--source", str(tmp_path), "--table", str(tmp_path / "t"), "--config", str(config)
     )
 

@@ -3,14 +3,13 @@ resulting table is the same, and equals the reference fold."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import backfill, table_states
+from tests.helpers import backfill, balance_event, event_line, table_states
 from tests.reference import reference_backfill
 
 amounts = st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False).map(str)
@@ -21,19 +20,11 @@ def event_logs(draw) -> list[str]:
     n = draw(st.integers(min_value=1, max_value=30))
     lines = []
     for i in range(n):
-        event = {
-            "event_id": f"e{i}",
-            "key": draw(st.sampled_from(["a", "b", "c"])),
-            "seq": draw(st.integers(min_value=1, max_value=12)),
-            "event_time": f"2026-01-01T00:{i % 60:02d}:00Z",
-            "op": draw(st.sampled_from(["add", "subtract", "set"])),
-            "amount": draw(amounts),
-            "ingested_at": f"2026-01-02T00:{i % 60:02d}:00Z",
-        }
-        lines.append(json.dumps(event))
+        event = draw(balance_event(i, max_seq=12, amounts=amounts))
+        lines.append(event_line(**event))
         if draw(st.booleans()) and draw(st.booleans()):
             conflicting = {**event, "amount": draw(amounts), "ingested_at": "2026-01-03T00:00:00Z"}
-            lines.append(json.dumps(conflicting))
+            lines.append(event_line(**conflicting))
     garbage = draw(st.lists(st.sampled_from(["{", "nope", '{"event_id":"x"}', "[]"]), max_size=3))
     return lines + garbage
 

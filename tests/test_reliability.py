@@ -13,9 +13,9 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from pipelines.io.state_table import merge_state
 from pipelines.io.tables import ensure_table
 from pipelines.run import ingest
 from pipelines.transforms.validate import parse_events
+from tests.cli import run_python, start_cli
 from tests.conftest import make_test_config
 from tests.helpers import backfill, table_states
 from tests.reference import _validate as reference_validate
@@ -45,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOAK = os.environ.get("BACKFILL_SOAK") == "1"
 KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "20" if SOAK else "4"))
 HOSTILE_EXAMPLES = 60 if SOAK else 6
+# Times two concurrent runs are started before a test that never saw them overlap fails.
+CONCURRENT_ATTEMPTS = 3
 
 FOLD = get_fold("balance")
 
@@ -223,7 +226,7 @@ def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
 
     # A kill that came after the run ended would test nothing: some must land mid-run.
     assert kills > 0, f"none of {KILL_TRIALS} kills landed while a run was working"
-    final = _backfill_cli("run", "--source", str(events), "--table", str(table))
+    final = start_cli("run", "--source", str(events), "--table", str(table), "--master", "local[2]")
     assert final.wait(timeout=600) == 0, final.stderr.read() if final.stderr else ""
     assert table_states(spark, table) == expected.states
     _assert_committed_and_exact(spark, table, expected)
@@ -232,23 +235,9 @@ def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
     reliability_figures["rows_lost_after_kills"] = 0
 
 
-def _backfill_cli(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "pipelines.cli", *args, "--master", "local[2]"]
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,  # its own process group: the kill takes the JVM too
-    )
-
-
 def _run_and_kill(events: Path, table: Path, delay: float, at_merge: bool, rng) -> bool:
     """Start a run and SIGKILL it; True if it was still running when killed."""
-    run = _backfill_cli("run", "--source", str(events), "--table", str(table))
+    run = start_cli("run", "--source", str(events), "--table", str(table), "--master", "local[2]")
     assert run.stderr is not None
     if at_merge:
         for line in run.stderr:  # progress lines, one per step
@@ -283,15 +272,7 @@ def test_fold_tasks_that_fail_their_first_attempt_are_retried_and_the_result_is_
     failures.mkdir()
     generate_log(events, events=3000, keys=60, seed=8, faults=FaultRates(garbage=0.05))
     expected = reference_backfill(read_lines(events))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "tests.flaky_run", str(events), str(table), str(failures)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
+    run = run_python("tests.flaky_run", events, table, failures)
     assert run.returncode == 0, run.stderr[-3000:]
     injected = len(list(failures.iterdir()))
     assert injected > 0  # the fold really failed, and Spark retried those tasks
@@ -468,26 +449,86 @@ def test_hostile_files_are_read_whole_and_every_bad_record_is_quarantined(
 def test_two_backfills_on_one_table_at_once_end_equal_to_the_reference(
     spark, tmp_path, reliability_figures
 ):
-    events, table = tmp_path / "events", tmp_path / "state"
+    """Two `backfill run` processes on one table, started together: each lands (retrying its
+    commit if the other won) or fails clean, and the table ends equal to the reference. The
+    two must really have worked at the same time, each reading its sources before the other
+    ended; a pair the OS happened to run one after the other is started again, a bounded
+    number of times, and a test that never saw them overlap fails."""
+    events = tmp_path / "events"
     generate_log(events, events=3000, keys=60, seed=9, faults=FaultRates(garbage=0.05))
     expected = reference_backfill(read_lines(events))
-    runs = [_backfill_cli("run", "--source", str(events), "--table", str(table)) for _ in "ab"]
-    outcomes = []
-    for run in runs:
-        _, stderr = run.communicate(timeout=600)
-        outcomes.append((run.returncode, stderr))
-    for code, stderr in outcomes:
+    for attempt in range(CONCURRENT_ATTEMPTS):
+        table = tmp_path / f"state-{attempt}"
+        outcomes = _run_at_once(events, table)
+        if _worked_at_once(outcomes):
+            break
+    else:
+        spans = [(o.began, o.ended) for o in outcomes]
+        pytest.fail(f"in {CONCURRENT_ATTEMPTS} tries the two runs never overlapped: {spans}")
+    for outcome in outcomes:
         # Each either lands (retrying its commit if the other won) or fails clean.
-        assert code == 0 or (code == 1 and "changed under the" in stderr), stderr[-2000:]
-    assert any(code == 0 for code, _ in outcomes)
+        assert outcome.code == 0 or (outcome.code == 1 and "changed under the" in outcome.stderr), (
+            outcome.stderr[-2000:]
+        )
+    assert any(outcome.code == 0 for outcome in outcomes)
     assert table_states(spark, table) == expected.states
     _assert_committed_and_exact(spark, table, expected)
     history = DeltaTable.forPath(spark, str(table)).history().collect()
     merges = [h for h in history if h["operation"] == "MERGE"]
     updated = sum(int(h["operationMetrics"].get("numTargetRowsUpdated", "0")) for h in merges)
     assert updated == 0  # the second MERGE found every key already right
-    reliability_figures["concurrent_runs"] = len(runs)
-    reliability_figures["concurrent_runs_landed"] = sum(code == 0 for code, _ in outcomes)
+    reliability_figures["concurrent_runs"] = len(outcomes)
+    reliability_figures["concurrent_runs_landed"] = sum(o.code == 0 for o in outcomes)
+    reliability_figures["concurrent_pairs_started"] = attempt + 1
+
+
+@dataclass
+class Outcome:
+    """A run's exit code and stderr; when (monotonic, seen from this process) it said it was
+    reading its sources, and when it ended."""
+
+    code: int
+    stderr: str
+    began: float
+    ended: float
+
+
+def _worked_at_once(outcomes: list[Outcome]) -> bool:
+    """Every run was reading its sources before every other one ended."""
+    return max(o.began for o in outcomes) < min(o.ended for o in outcomes)
+
+
+def test_runs_one_after_the_other_do_not_count_as_at_once():
+    first, second = Outcome(0, "", 10.0, 30.0), Outcome(0, "", 31.0, 50.0)
+    assert not _worked_at_once([first, second])
+    assert not _worked_at_once([first, Outcome(0, "", float("inf"), 12.0)])  # never read
+    assert _worked_at_once([first, Outcome(1, "", 29.0, 45.0)])
+
+
+def _run_at_once(events: Path, table: Path) -> list[Outcome]:
+    runs = [
+        start_cli("run", "--source", str(events), "--table", str(table), "--master", "local[2]")
+        for _ in "ab"
+    ]
+    outcomes: list[Outcome | None] = [None, None]
+
+    def watch(index: int, run: subprocess.Popen[str]) -> None:
+        assert run.stderr is not None
+        lines, began = [], float("inf")
+        for line in run.stderr:  # progress lines as they come, then the one-line error if any
+            lines.append(line)
+            if began == float("inf") and "source(s) and validating" in line:
+                began = time.monotonic()
+        code = run.wait(timeout=600)
+        outcomes[index] = Outcome(code, "".join(lines), began, time.monotonic())
+
+    watchers = [threading.Thread(target=watch, args=(i, run)) for i, run in enumerate(runs)]
+    for watcher in watchers:
+        watcher.start()
+    for watcher in watchers:
+        watcher.join(timeout=660)
+    assert all(outcomes), "a run did not end in time"
+    return [o for o in outcomes if o is not None]
 
 
 def test_a_source_file_that_vanishes_mid_run_fails_it_clean_and_the_rerun_converges(

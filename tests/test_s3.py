@@ -16,14 +16,11 @@ from pipelines.io import s3
 from pipelines.io.reports import REPORTS_DIR
 from pipelines.io.sources import SOURCE_FILE, DateWindow, read_sources
 from pipelines.session import apply_s3_settings
+from tests.cli import ROOT, assert_one_line_error, run_cli, run_main
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill
 from tests.s3server import issue_access_key, s3_server
-from tests.test_cli import assert_one_line_error
-from tests.test_cli import backfill as cli
 from tests.test_pipeline import HEAVY_FAULTS, assert_matches_reference
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +123,7 @@ def test_history_diff_rollback_on_s3(spark, s3_run_config, s3_config, bucket, tm
 
 
 def test_generate_to_s3_and_preflight_counts(s3_config, bucket, config_file):
-    result = cli(
+    result = run_main(
         "generate",
         "--out",
         f"s3://{bucket}/gen",
@@ -150,12 +147,12 @@ def test_generate_to_s3_and_preflight_counts(s3_config, bucket, config_file):
 def test_s3_error_paths_exit_2_before_spark(bucket, config_file, tmp_path):
     base = ["run", "--table", f"s3a://{bucket}/state", "--config", str(config_file)]
     assert_one_line_error(
-        cli(*base, "--source", "s3a://no-such-bucket-here/events"),
+        run_main(*base, "--source", "s3a://no-such-bucket-here/events"),
         2,
         "bucket no-such-bucket-here does not exist",
     )
     assert_one_line_error(
-        cli(*base, "--source", f"s3a://{bucket}/nothing/here"), 2, "does not exist"
+        run_main(*base, "--source", f"s3a://{bucket}/nothing/here"), 2, "does not exist"
     )
     table_in_missing_bucket = [
         "run",
@@ -166,25 +163,17 @@ def test_s3_error_paths_exit_2_before_spark(bucket, config_file, tmp_path):
         "--config",
         str(config_file),
     ]
-    assert_one_line_error(cli(*table_in_missing_bucket), 2, "bucket gone-bucket does not exist")
+    assert_one_line_error(
+        run_main(*table_in_missing_bucket), 2, "bucket gone-bucket does not exist"
+    )
 
+    # A process of its own: boto3 keeps the credentials it found in this one.
     no_credentials = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "PYTHONPATH": str(ROOT),
     }
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *base, "--source", f"s3a://{bucket}/x"],
-        capture_output=True,
-        text=True,
-        env=no_credentials,
-        cwd=ROOT,
-        timeout=120,
-    )
+    result = run_cli(*base, "--source", f"s3a://{bucket}/x", env=no_credentials, timeout=120)
     assert_one_line_error(result, 2, "no AWS credentials found")
     assert "backfill-test" not in result.stderr
 
@@ -201,9 +190,7 @@ def test_bad_credentials_exit_2_and_are_never_printed(tmp_path):
             f"s3:\n  endpoint: {checking.endpoint}\n  path_style_access: true\n  ssl: false\n"
         )
         for wrong_id, wrong_secret in ((key_id, "not-the-secret"), ("AKIAUNKNOWN", secret)):
-            result = run_cli_with_credentials(
-                wrong_id,
-                wrong_secret,
+            result = run_cli(
                 "run",
                 "--source",
                 "s3a://checked-bucket/events",
@@ -211,6 +198,12 @@ def test_bad_credentials_exit_2_and_are_never_printed(tmp_path):
                 "s3a://checked-bucket/t",
                 "--config",
                 str(config_file),
+                env={
+                    **os.environ,
+                    "AWS_ACCESS_KEY_ID": wrong_id,
+                    "AWS_SECRET_ACCESS_KEY": wrong_secret,
+                },
+                timeout=120,
             )
             assert_one_line_error(result, 2, "S3 refused the credentials")
             assert wrong_secret not in result.stderr and secret not in result.stderr
@@ -225,24 +218,4 @@ def _client_with(config, key_id: str, secret: str):
         region_name=config.region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-    )
-
-
-def run_cli_with_credentials(key_id: str, secret: str, *args: str):
-    import subprocess
-    import sys
-
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": key_id,
-        "AWS_SECRET_ACCESS_KEY": secret,
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
     )

@@ -7,14 +7,10 @@ same.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +18,11 @@ from pipelines.generate.log import generate_log
 from pipelines.io import s3
 from pipelines.run import RunRequest, run_backfill
 from pipelines.session import apply_s3_settings
+from tests.cli import ROOT, run_main, start_cli
 from tests.helpers import table_states
 from tests.reference import read_lines, reference_backfill
 from tests.s3server import s3_server_process
 
-ROOT = Path(__file__).resolve().parent.parent
 SHORT = {
     "connect_timeout_seconds": 2,
     "request_timeout_seconds": 2,
@@ -86,7 +82,7 @@ def test_a_server_frozen_for_good_fails_the_run_in_bounded_time_with_one_line(
 ):
     """Frozen as the run starts reading: exit 1 within the configured bound, one line naming
     the endpoint and what the run was doing, the trace in the log file, no table written;
-    once the server is back, a rerun converges."""
+    once the server is back, a rerun (through `main`, on the tests' session) converges."""
     s3_config, process = server
     bucket, events = lake
     config_file = tmp_path / "s3-short.yaml"
@@ -97,12 +93,10 @@ def test_a_server_frozen_for_good_fails_the_run_in_bounded_time_with_one_line(
     )
     report = tmp_path / "night.json"
     command = [
-        sys.executable, "-m", "pipelines.cli", "run", "--config", str(config_file),
-        "--source", f"s3a://{bucket}/raw", "--table", f"s3a://{bucket}/state",
-        "--report", str(report),
+        "run", "--config", str(config_file), "--source", f"s3a://{bucket}/raw",
+        "--table", f"s3a://{bucket}/state", "--report", str(report),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    run = start_cli(*command, cwd=tmp_path)
     assert run.stderr is not None
     lines = []
     for line in run.stderr:
@@ -131,7 +125,7 @@ def test_a_server_frozen_for_good_fails_the_run_in_bounded_time_with_one_line(
         assert noise not in stderr, noise
     assert not s3.client(s3_config).list_objects_v2(Bucket=bucket, Prefix="state").get("Contents")
 
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    done = run_main(*command, spark=spark)
     assert done.returncode == 0, done.stderr[-2000:]
     assert table_states(spark, f"s3a://{bucket}/state") == (
         reference_backfill(read_lines(events)).states

@@ -10,35 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipelines import versions
-from tests.helpers import backfill, table_states
+from tests.helpers import backfill, event_line, table_states, write_night
 
 
 @pytest.fixture(scope="module")
 def snapshot_config(config):
     return config.with_overrides(fold="snapshot")
-
-
-def event(
-    event_id: str, key: str, seq: int, op: str, data=None, ingested: int = 1, as_text=False
-) -> str:
-    record = {
-        "event_id": event_id,
-        "key": key,
-        "seq": seq,
-        "event_time": f"2026-01-01T00:00:{seq % 60:02d}Z",
-        "op": op,
-        "ingested_at": f"2026-01-{ingested:02d}T00:00:00Z",
-    }
-    if data is not None:
-        record["data"] = json.dumps(data) if as_text else data
-    return json.dumps(record)
-
-
-def write_night(root: Path, night: int, lines: list[str]) -> Path:
-    day = root / "events" / f"dt=2026-02-{night:02d}"
-    day.mkdir(parents=True, exist_ok=True)
-    (day / "part-0.jsonl").write_text("".join(f"{line}\n" for line in lines))
-    return day
 
 
 def entities(spark, table: Path) -> dict[str, dict]:
@@ -53,10 +30,12 @@ def test_a_delete_removes_the_row_and_a_later_upsert_brings_it_back(
         tmp_path,
         1,
         [
-            event("a1", "a", 1, "upsert", {"name": "Ada", "address": {"city": "Paris", "zip": 1}}),
-            event("a2", "a", 2, "patch", {"address": {"zip": None, "street": "Rue"}}),
-            event("b1", "b", 1, "upsert", {"name": "Bo"}),
-            event("c1", "c", 1, "upsert", {"name": "Cy"}),
+            event_line(
+                "a1", "a", 1, "upsert", data={"name": "Ada", "address": {"city": "Paris", "zip": 1}}
+            ),
+            event_line("a2", "a", 2, "patch", data={"address": {"zip": None, "street": "Rue"}}),
+            event_line("b1", "b", 1, "upsert", data={"name": "Bo"}),
+            event_line("c1", "c", 1, "upsert", data={"name": "Cy"}),
         ],
     )
     backfill(spark, snapshot_config, [first], table)
@@ -69,14 +48,14 @@ def test_a_delete_removes_the_row_and_a_later_upsert_brings_it_back(
     second = write_night(
         tmp_path,
         2,
-        [event("b2", "b", 2, "delete"), event("c2", "c", 2, "delete")],
+        [event_line("b2", "b", 2, "delete"), event_line("c2", "c", 2, "delete")],
     )
     deleted = backfill(spark, snapshot_config, [second], table)
     assert set(table_states(spark, table)) == {"a"}
     assert (deleted.keys.deleted, deleted.keys.by_cause["deleted_by_event"]["keys"]) == (2, 2)
     assert deleted.keys.resumed == 2  # stored rows continued with their delete
 
-    third = write_night(tmp_path, 3, [event("b3", "b", 3, "patch", {"back": True})])
+    third = write_night(tmp_path, 3, [event_line("b3", "b", 3, "patch", data={"back": True})])
     back = backfill(spark, snapshot_config, [third], table)
     states = table_states(spark, table)
     assert json.loads(states["b"]["data"]) == {"back": True}  # a patch applies to {}
@@ -98,10 +77,13 @@ def test_a_late_delete_refolds_its_key_and_a_redelivered_delete_is_a_duplicate(
     first = write_night(
         tmp_path,
         1,
-        [event("a1", "a", 1, "upsert", {"v": 1}), event("a3", "a", 3, "patch", {"w": 2})],
+        [
+            event_line("a1", "a", 1, "upsert", data={"v": 1}),
+            event_line("a3", "a", 3, "patch", data={"w": 2}),
+        ],
     )
     backfill(spark, snapshot_config, [first], table)
-    late = write_night(tmp_path, 2, [event("a2", "a", 2, "delete", ingested=2)])
+    late = write_night(tmp_path, 2, [event_line("a2", "a", 2, "delete", ingested=2)])
 
     report = backfill(spark, snapshot_config, [late], table)
 
@@ -109,7 +91,7 @@ def test_a_late_delete_refolds_its_key_and_a_redelivered_delete_is_a_duplicate(
     assert entities(spark, table) == {"a": {"w": 2}}
     assert report.keys.refolded == 1 and report.keys.resumed == 0
     # Re-delivered with junk `data`: a delete's data is not read, so still the same event.
-    again = write_night(tmp_path, 3, [event("a2", "a", 2, "delete", [1], ingested=3)])
+    again = write_night(tmp_path, 3, [event_line("a2", "a", 2, "delete", data=[1], ingested=3)])
     rerun = backfill(spark, snapshot_config, [again], table)
     assert (rerun.counts.duplicates_dropped, rerun.status) == (1, "unchanged")
 
@@ -121,13 +103,13 @@ def test_the_same_object_written_another_way_is_an_identical_copy(spark, snapsho
         tmp_path,
         1,
         [
-            event("e1", "k", 1, "upsert", data),
-            event("e1", "k", 1, "upsert", data, ingested=2, as_text=True),
+            event_line("e1", "k", 1, "upsert", data=data),
+            event_line("e1", "k", 1, "upsert", data=json.dumps(data), ingested=2),
             '{"event_id":"e1","key":"k","seq":1,"event_time":"2026-01-01T00:00:01Z",'
             '"op":"upsert","data":{ "a" : {"x":null, "y":[1,2]}, "b":1.5 },'
             '"ingested_at":"2026-01-03T00:00:00Z"}',
-            event("e2", "k", 2, "patch", {"a": {"x": 1}}),
-            event("e2", "k", 2, "patch", {"a": {"x": 2}}, ingested=5),  # newer: it wins
+            event_line("e2", "k", 2, "patch", data={"a": {"x": 1}}),
+            event_line("e2", "k", 2, "patch", data={"a": {"x": 2}}, ingested=5),  # newer: it wins
         ],
     )
 
@@ -144,13 +126,13 @@ def test_what_a_snapshot_event_needs_is_checked_per_op(spark, snapshot_config, t
         tmp_path,
         1,
         [
-            event("d1", "k", 1, "delete"),  # a delete needs no data
-            event("u1", "k", 2, "upsert"),
-            event("u2", "k", 3, "patch", [1, 2]),
-            event("u3", "k", 4, "upsert", "not an object", as_text=False),
-            event("u4", "k", 5, "upsert", json.dumps([1]), as_text=False),
-            event("u5", "k", 6, "add", {"v": 1}),
-            event("u6", "k", 7, "upsert", {"v": 1}),
+            event_line("d1", "k", 1, "delete"),  # a delete needs no data
+            event_line("u1", "k", 2, "upsert"),
+            event_line("u2", "k", 3, "patch", data=[1, 2]),
+            event_line("u3", "k", 4, "upsert", data="not an object"),
+            event_line("u4", "k", 5, "upsert", data=json.dumps([1])),
+            event_line("u5", "k", 6, "add", data={"v": 1}),
+            event_line("u6", "k", 7, "upsert", data={"v": 1}),
         ],
     )
 
@@ -182,7 +164,7 @@ def test_a_balance_events_table_is_refused_by_the_snapshot_fold(
         '"op":"add","amount":1}\n'
     )
     backfill(spark, config, [balance_night], table)
-    night = write_night(tmp_path, 1, [event("s1", "k", 2, "upsert", {"v": 1})])
+    night = write_night(tmp_path, 1, [event_line("s1", "k", 2, "upsert", data={"v": 1})])
     refused = "written by the 'balance' fold without the columns of the 'snapshot' fold"
     with pytest.raises(UsageError, match=refused):
         backfill(spark, snapshot_config, [night], table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,22 +17,34 @@ from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io.reports import changes_path
 from pipelines.run import RunRequest, run_backfill
 from pipelines.transforms.diff import compare_snapshots
+from tests.cli import assert_one_line_error, run_main
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill
 
 STATE_COLUMNS = ["balance", "event_count", "last_seq", "missing_seq_count", "last_event_time"]
 
 
-@pytest.fixture
-def corrected_table(spark, config, tmp_path):
-    """A live worker's faulty table (version 1) corrected by a backfill (version 2)."""
-    events, table = tmp_path / "events", tmp_path / "state"
+@pytest.fixture(scope="module")
+def corrected_once(spark, config, tmp_path_factory):
+    """A live worker's faulty table (version 1) corrected by a backfill (version 2), made once
+    for the module: tests that only read it share it."""
+    root = tmp_path_factory.mktemp("corrected")
+    events, table = root / "events", root / "state"
     log = generate_log(events, events=2000, keys=60, seed=12, faults=FaultRates(garbage=0.02))
     worker = live_worker_states(log.delivered, skip_rate=0.02, seed=3)
     write_live_worker_table(spark, str(table), worker)
     report = backfill(spark, config, [events], table, full=True)
     expected = reference_backfill(read_lines(events))
     return table, events, worker, expected, report
+
+
+@pytest.fixture
+def corrected_table(corrected_once, tmp_path):
+    """A copy of that table, with its events and quarantine tables, for a test that changes it."""
+    table, *rest = corrected_once
+    for suffix in ("", "_events", "_quarantine"):
+        shutil.copytree(f"{table}{suffix}", tmp_path / f"state{suffix}")
+    return tmp_path / "state", *rest
 
 
 def changed_keys(worker: list[dict], expected) -> set[str]:
@@ -41,8 +54,8 @@ def changed_keys(worker: list[dict], expected) -> set[str]:
     }
 
 
-def test_history_shows_every_run_with_metadata_and_metrics(spark, corrected_table):
-    table, _, _, _, report = corrected_table
+def test_history_shows_every_run_with_metadata_and_metrics(spark, corrected_once):
+    table, _, _, _, report = corrected_once
     commits = versions.history(spark, str(table))
     assert [c["version"] for c in commits] == [2, 1, 0]
     merge = commits[0]
@@ -53,8 +66,8 @@ def test_history_shows_every_run_with_metadata_and_metrics(spark, corrected_tabl
     assert commits[1]["userMetadata"]["writer"] == "live-worker"
 
 
-def test_diff_is_exactly_the_keys_whose_state_really_changed(spark, corrected_table):
-    table, _, worker, expected, report = corrected_table
+def test_diff_is_exactly_the_keys_whose_state_really_changed(spark, corrected_once):
+    table, _, worker, expected, report = corrected_once
     table_diff = versions.diff(spark, str(table), 1, 2)
     rows = table_diff.changes.collect()
 
@@ -70,8 +83,8 @@ def test_diff_is_exactly_the_keys_whose_state_really_changed(spark, corrected_ta
     assert summary["total_abs_change"] == str(report.keys.total_abs_change)
 
 
-def test_change_feed_and_snapshot_diffs_agree(spark, corrected_table):
-    table = str(corrected_table[0])
+def test_change_feed_and_snapshot_diffs_agree(spark, corrected_once):
+    table = str(corrected_once[0])
     by_feed = versions.diff(spark, table, 1, 2).changes
     read = spark.read.format("delta")
     by_snapshots = compare_snapshots(
@@ -159,9 +172,9 @@ def test_dry_run_reports_causes_writes_changes_and_commits_nothing(
 
 
 @pytest.mark.slow
-def test_notebook_runs_headless_to_the_end(spark, corrected_table, tmp_path):
+def test_notebook_runs_headless_to_the_end(spark, corrected_once, tmp_path):
     papermill = pytest.importorskip("papermill")
-    table = corrected_table[0]
+    table = corrected_once[0]
     papermill.execute_notebook(
         str(Path(__file__).parent.parent / "notebooks" / "diff_versions.ipynb"),
         str(tmp_path / "executed.ipynb"),
@@ -179,13 +192,11 @@ def test_notebook_runs_headless_to_the_end(spark, corrected_table, tmp_path):
     assert table_states(spark, table) == table_states(spark, table, 2)  # real table untouched
 
 
-@pytest.mark.slow
-def test_cli_history_diff_rollback(corrected_table):
-    from tests.test_cli import assert_one_line_error
-    from tests.test_cli import backfill as cli
-
+def test_cli_history_diff_rollback(spark, corrected_table):
+    """`history`, `diff` and `rollback` through `main`, in this process on the tests' Spark
+    session: what each prints, and the one-line error for a version that is not there."""
     table, _, worker, expected, _ = corrected_table
-    history = cli("history", "--table", str(table), "--json", "--master", "local[2]")
+    history = run_main("history", "--table", str(table), "--json", spark=spark)
     assert history.returncode == 0, history.stderr
     commits = [json.loads(line) for line in history.stdout.splitlines()]
     assert [c["version"] for c in commits] == [2, 1, 0]
@@ -193,9 +204,7 @@ def test_cli_history_diff_rollback(corrected_table):
         commits[0]
     )
 
-    diff = cli(
-        "diff", "--table", str(table), "--from-version", "1", "--json", "--master", "local[2]"
-    )
+    diff = run_main("diff", "--table", str(table), "--from-version", "1", "--json", spark=spark)
     assert diff.returncode == 0, diff.stderr
     changes = [json.loads(line) for line in diff.stdout.splitlines()]
     assert {c["key"] for c in changes} == changed_keys(worker, expected)
@@ -203,20 +212,12 @@ def test_cli_history_diff_rollback(corrected_table):
     assert all({"key", "change", "before", "after"} <= set(c) for c in changes)
 
     assert_one_line_error(
-        cli("rollback", "--table", str(table), "--to-version", "9", "--master", "local[2]"),
+        run_main("rollback", "--table", str(table), "--to-version", "9", spark=spark),
         2,
         "there is no version 9",
     )
-    rolled = cli(
-        "rollback",
-        "--table",
-        str(table),
-        "--to-version",
-        "1",
-        "--reason",
-        "test",
-        "--master",
-        "local[2]",
+    rolled = run_main(
+        "rollback", "--table", str(table), "--to-version", "1", "--reason", "test", spark=spark
     )
     assert rolled.returncode == 0, rolled.stderr
     assert "restored" in rolled.stdout and "as version 3" in rolled.stdout
