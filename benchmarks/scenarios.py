@@ -83,8 +83,9 @@ def bench_formats(events: int, out: Path) -> dict[str, Any]:
 
 
 def bench_small_runs(out: Path) -> dict[str, Any]:
-    """Whole processes, as a scheduler starts them: a night of about 200,000 events onto
-    tables holding the four days before it, and `backfill demo` (its two backfill steps)."""
+    """Whole processes, as a scheduler or an analyst starts them: a night of about 200,000
+    events onto tables holding the four days before it, `backfill history` and `backfill diff`
+    of that night on the state table, and `backfill demo` (its two backfill steps)."""
     data, work = out / "small-events", out / "small-runs"
     prepare(data, work, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
     table = work / "state"
@@ -93,6 +94,8 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     print("  small runs: history, then the night as a whole process ...", file=sys.stderr)
     run_cli(["run", *history, "--table", str(table)], cwd=work)
     seconds, output = run_cli(["run", *night, "--table", str(table)], cwd=work)
+    print("  small runs: history and diff of the night ...", file=sys.stderr, flush=True)
+    reading = bench_history_and_diff(table, night_versions(output), cwd=work)
     print("  small runs: backfill demo ...", file=sys.stderr, flush=True)
     demo_seconds, demo_output = run_cli(["demo"], cwd=work)
     took = [float(m) for m in re.findall(r"took\s+([0-9.]+)s", demo_output)]
@@ -100,6 +103,32 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     return {
         "night_seconds": round(seconds, 1),
         "night_records": int(records.group(1).replace(",", "")) if records else None,
+        **reading,
         "demo_seconds": round(demo_seconds, 1),
         "demo_steps_seconds": took,
+    }
+
+
+def night_versions(run_output: str) -> tuple[int, int]:
+    """The state table's versions before and after a run, from what `backfill run` prints."""
+    found = re.search(r"state table\s+\S+\s+version (\d+) -> (\d+)", run_output)
+    if found is None:
+        raise SystemExit(f"no state table versions in the run's output: {run_output[-2000:]}")
+    return int(found.group(1)), int(found.group(2))
+
+
+def bench_history_and_diff(table: Path, night: tuple[int, int], cwd: Path) -> dict[str, Any]:
+    """`backfill history` of `table`, and `backfill diff` of the `night` (the versions before
+    and after it), each a whole process: what an analyst waits for."""
+    history_seconds, history_output = run_cli(["history", "--table", str(table)], cwd=cwd)
+    before, after = night
+    diff = ["diff", "--table", str(table), "--from-version", str(before)]
+    diff_seconds, diff_output = run_cli([*diff, "--to-version", str(after)], cwd=cwd)
+    summary = re.search(r"\(by ([a-z ]+)\): ([0-9,]+) keys changed", diff_output)
+    return {
+        "history_seconds": round(history_seconds, 2),
+        "history_versions": len(history_output.splitlines()),
+        "diff_seconds": round(diff_seconds, 2),
+        "diff_keys": int(summary.group(2).replace(",", "")) if summary else None,
+        "diff_method": summary.group(1) if summary else None,
     }

@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import Config, load_config
 from pipelines.errors import BackfillError, ExitCode, RunFailed, UsageError
@@ -118,10 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    """Read from the table's log without Spark (pipelines.versions.history_from_log)."""
     from pipelines import versions
 
-    with _session(args) as spark:
-        commits = versions.history(spark, args.table)
+    commits = versions.history_from_log(args.table, load_config(args.config).s3)
     for commit in commits:
         if args.json:
             print(json.dumps(commit, sort_keys=True, default=json_default))
@@ -131,19 +131,32 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """Net the change feed without Spark; where it does not cover the range, Spark compares
+    the two snapshots."""
     from pipelines import versions
 
-    with _session(args) as spark:
-        table_diff = versions.diff(spark, args.table, args.from_version, args.to_version)
-        rows = table_diff.changes.orderBy("key").toLocalIterator()  # streamed, not collected
-        for index, row in enumerate(rows):
-            if args.json:
-                print(json.dumps(row.asDict(recursive=True), sort_keys=True, default=json_default))
-            elif index < args.limit:
-                print(format_change(row.asDict(recursive=True)))
-        summary = table_diff.summary()
+    logged = versions.diff_from_log(
+        args.table, load_config(args.config).s3, args.from_version, args.to_version
+    )
+    if logged is not None:
+        _print_changes(args, logged.changes)
+        summary = logged.summary()
+    else:
+        with _session(args) as spark:
+            table_diff = versions.diff(spark, args.table, args.from_version, args.to_version)
+            rows = table_diff.changes.orderBy("key").toLocalIterator()  # streamed
+            _print_changes(args, (row.asDict(recursive=True) for row in rows))
+            summary = table_diff.summary()
     print(format_diff_summary(summary), file=sys.stderr if args.json else sys.stdout)
     return ExitCode.OK
+
+
+def _print_changes(args: argparse.Namespace, changes: Iterable[dict[str, Any]]) -> None:
+    for index, change in enumerate(changes):
+        if args.json:
+            print(json.dumps(change, sort_keys=True, default=json_default))
+        elif index < args.limit:
+            print(format_change(change))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -96,3 +96,34 @@ def test_figures_of_different_runs_are_never_mixed():
     # A reading shows under its run while its figures are there, else under Earlier.
     assert text.index("Now.") > older
     assert text.index("Old.") > text.index("## Earlier measurements")
+
+
+def test_the_small_runs_show_history_and_diff_once_measured():
+    from benchmarks.render import small_runs_section, targets
+
+    small = {
+        "night_seconds": 12.0,
+        "night_records": 200_000,
+        "demo_seconds": 30.0,
+        "demo_steps_seconds": [10.0, 12.0],
+    }
+    before = "\n".join(small_runs_section({"small_runs": small}))
+    assert "history" not in before  # figures of a run that did not measure them
+    measured = {
+        **small,
+        "history_seconds": 0.61,
+        "history_versions": 4,
+        "diff_seconds": 1.27,
+        "diff_keys": 4_999,
+        "diff_method": "change data feed",
+    }
+    text = "\n".join(small_runs_section({"small_runs": measured}))
+    assert "| `backfill history` of that state table (4 versions) | 0.61 |" in text
+    assert "| `backfill diff` of that night (4,999 keys changed, by change data feed) | 1.27 |" in (
+        text
+    )
+    (judged,) = [t for t in targets({"small_runs": measured}, ["small_runs"]) if "diff" in t[0]]
+    assert judged[1:] == ("0.61 s and 1.27 s", True)
+    slow = {**measured, "diff_seconds": 5.5}
+    (judged,) = [t for t in targets({"small_runs": slow}, ["small_runs"]) if "diff" in t[0]]
+    assert judged[2] is False

@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 
 from pipelines import versions
+from pipelines.config import S3Config
 from pipelines.generate.log import FaultRates, generate_log
-from pipelines.io import s3
+from pipelines.io import delta_log, s3
 from pipelines.io.reports import REPORTS_DIR
 from pipelines.io.sources import SOURCE_FILE, DateWindow, read_sources
+from pipelines.report import format_diff_summary, json_default
 from pipelines.session import apply_s3_settings
 from tests.cli import ROOT, assert_one_line_error, run_cli, run_main
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill
 from tests.s3server import issue_access_key, s3_server
+from tests.test_log_versions import backfill_without_spark
 from tests.test_pipeline import HEAVY_FAULTS, assert_matches_reference
 
 
@@ -120,6 +123,91 @@ def test_history_diff_rollback_on_s3(spark, s3_run_config, s3_config, bucket, tm
     assert [r["key"] for r in changed] == ["acct-000003"]
     versions.rollback(spark, table, 1, reason="undo the manual edit")
     assert table_states(spark, table) == table_states(spark, table, 1)
+
+
+def test_history_and_diff_on_s3_without_spark_equal_spark(
+    spark, s3_run_config, s3_config, bucket, config_file, tmp_path
+):
+    events = tmp_path / "events"
+    generate_log(events, events=600, keys=15, seed=24, faults=FaultRates())
+    table = f"s3a://{bucket}/state"
+    backfill(spark, s3_run_config, [upload(events, bucket, "raw", s3_config)], table)
+    spark.sql(f"UPDATE delta.`{table}` SET balance = balance * 2 WHERE key = 'acct-000003'")
+    commits = versions.history(spark, table)
+    table_diff = versions.diff(spark, table, 0)
+    rows = [r.asDict(recursive=True) for r in table_diff.changes.orderBy("key").collect()]
+    assert table_diff.method == "change_data_feed" and len(rows) == 15
+
+    for uri in (table, f"s3://{bucket}/state"):  # S3A's scheme, and the plain one
+        history = backfill_without_spark(
+            "history", "--table", uri, "--json", "--config", str(config_file)
+        )
+        assert history.returncode == 0, history.stderr
+        assert history.stdout.splitlines() == [
+            json.dumps(c, sort_keys=True, default=json_default) for c in commits
+        ]
+    diff = backfill_without_spark(
+        "diff", "--table", table, "--from-version", "0", "--json", "--config", str(config_file)
+    )
+    assert diff.returncode == 0, diff.stderr
+    assert diff.stdout.splitlines() == [
+        json.dumps(r, sort_keys=True, default=json_default) for r in rows
+    ]
+    assert diff.stderr.splitlines() == [format_diff_summary(table_diff.summary())]
+    assert_one_line_error(
+        backfill_without_spark(
+            "history", "--table", f"s3a://{bucket}/nothing", "--config", str(config_file)
+        ),
+        2,
+        f"s3a://{bucket}/nothing is not a Delta table",
+    )
+    assert_one_line_error(
+        backfill_without_spark(
+            "history", "--table", "s3a://gone-bucket/t", "--config", str(config_file)
+        ),
+        2,
+        "bucket gone-bucket does not exist",
+    )
+
+
+def test_delta_rs_reaches_s3_with_s3a_settings_and_the_standard_chain(monkeypatch):
+    """The endpoint, region, path style and TLS of the config; the chain's credentials with
+    their session token; a virtual-hosted endpoint names the bucket in its host, as S3A does."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token")
+    path_style = S3Config(endpoint="127.0.0.1:9000", path_style_access=True, ssl=False)
+    options = delta_log.storage_options("s3a://lake/tables/state", path_style)
+    assert delta_log.table_uri("s3a://lake/tables/state/") == "s3://lake/tables/state"
+    assert {
+        name: options[name]
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ALLOW_HTTP",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+        )
+    } == {
+        "AWS_ACCESS_KEY_ID": "key-id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_SESSION_TOKEN": "token",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+    }
+    hosted = S3Config(endpoint="https://s3.example.com", region="eu-west-3")
+    options = delta_log.storage_options("s3a://lake/state", hosted)
+    assert options["AWS_ENDPOINT_URL"] == "https://lake.s3.example.com"
+    assert (options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"], options["AWS_ALLOW_HTTP"]) == (
+        "true",
+        "false",
+    )
+    assert "AWS_ENDPOINT_URL" not in delta_log.storage_options("s3://lake/state", S3Config())
+    assert delta_log.storage_options("/local/state", path_style) == {}
 
 
 def test_generate_to_s3_and_preflight_counts(s3_config, bucket, config_file):

@@ -38,17 +38,22 @@ def split_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def endpoint_url(s3: S3Config) -> str | None:
+    """The endpoint as a URL (`https://` unless `ssl` is off when the config gives a bare host),
+    or None for AWS itself."""
+    endpoint = s3.endpoint
+    if endpoint and "://" not in endpoint:
+        endpoint = f"{'https' if s3.ssl else 'http'}://{endpoint}"
+    return endpoint
+
+
 def client(s3: S3Config) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
-    scheme = "https" if s3.ssl else "http"
-    endpoint = s3.endpoint
-    if endpoint and "://" not in endpoint:
-        endpoint = f"{scheme}://{endpoint}"
     return boto3.client(
         "s3",
-        endpoint_url=endpoint,
+        endpoint_url=endpoint_url(s3),
         region_name=s3.region,
         config=BotoConfig(
             s3={"addressing_style": "path" if s3.path_style_access else "auto"},

@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
 from pipelines.io.commits import MergeResult, merge_into
-from pipelines.io.tables import FOLD_PROPERTY, MEASURE_PROPERTY, ensure_table, table_version
+from pipelines.io.table_properties import FOLD_PROPERTY, MEASURE_PROPERTY
+from pipelines.io.tables import ensure_table, table_version
 from pipelines.schema import DELETED
 
 

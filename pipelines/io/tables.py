@@ -12,12 +12,7 @@ from pyspark.sql.types import StructType
 from pipelines.errors import RunFailed, UsageError
 from pipelines.folds import Fold
 from pipelines.io.locations import check_can_create, local_path, not_a_table, refuse_non_delta
-
-# Deletion vectors are the config's choice (`tables.deletion_vectors`, applied by the session
-# to every table it creates), since readers outside Spark may not open such tables.
-TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
-# What a state table records about its fold, for readers that do not know it (`diff`).
-FOLD_PROPERTY, MEASURE_PROPERTY = "backfill.fold", "backfill.measure"
+from pipelines.io.table_properties import FOLD_PROPERTY, TABLE_PROPERTIES
 
 
 def existing_version(spark: SparkSession, uri: str, what: str) -> int | None:

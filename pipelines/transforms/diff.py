@@ -4,6 +4,7 @@ Two ways to the same answer: net the change data feed of the commits in between
 (`net_change_feed`), or join the two snapshots (`compare_snapshots`). Both return one row per
 key whose state differs: `key`, `change` (insert / update / delete), `before`, `after`
 (structs of the state columns, NULL when the key did not exist) and `delta` of the measure.
+`pipelines.diffing` nets the same feed held in Arrow, without Spark.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-BEFORE_TYPES = ("update_preimage", "delete")
-AFTER_TYPES = ("update_postimage", "insert")
+from pipelines.diffing import AFTER_TYPES, BEFORE_TYPES
 
 
 def compare_snapshots(
