@@ -31,7 +31,7 @@ airflow: $(AIRFLOW_VENV)/.installed
 
 # Two workers (pytest-xdist), each with its own Spark session; a test's figures are summed.
 test: setup airflow lint typecheck
-	$(PY) -m pytest -n 2 --dist worksteal
+	$(PY) -m pytest -n 2 --dist worksteal --durations=30
 
 # The long runs: the reliability suite with 20 kills and ten times the generated hostile
 # input, and five times the hypothesis-cut nights of the balance and snapshot folds.
