@@ -7,14 +7,13 @@ tables: that commit made, the ones after it not.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.run import RunRequest, run_backfill
+from pipelines.run import RunRequest, run_backfill, store
 from pipelines.session import build_session
 from tests.conftest import make_test_config
 
@@ -29,8 +28,6 @@ def _then_die(commit: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main(source: str, table: str, after: str) -> int:
-    # The stage's module (the package's `store` is the stage function itself).
-    store = importlib.import_module("pipelines.run.store")
     if after == "quarantine":
         store.merge_quarantine = _then_die(store.merge_quarantine)  # type: ignore[assignment]
     else:

@@ -8,7 +8,6 @@ optimistic concurrency check rejects our first commit.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import random
@@ -34,6 +33,7 @@ from pipelines.generate.log import FaultRates, generate_log
 from pipelines.io import commits
 from pipelines.io.state_table import merge_state
 from pipelines.io.tables import ensure_table
+from pipelines.run import ingest
 from pipelines.transforms.validate import parse_events
 from tests.cli import run_python, start_cli
 from tests.conftest import make_test_config
@@ -537,20 +537,19 @@ def test_a_source_file_that_vanishes_mid_run_fails_it_clean_and_the_rerun_conver
     """The file is deleted after Spark listed the sources and before it read them."""
     events, table = tmp_path / "events", tmp_path / "state"
     generate_log(events, events=2000, keys=20, seed=12)
-    ingest_stage = importlib.import_module("pipelines.run.ingest")  # the module, not the stage
-    listed = ingest_stage.read_sources
+    listed = ingest.read_sources
 
     def list_then_delete(*args):
         df = listed(*args)
         sorted(events.rglob("*.jsonl"))[0].unlink()
         return df
 
-    monkeypatch.setattr(ingest_stage, "read_sources", list_then_delete)
+    monkeypatch.setattr(ingest, "read_sources", list_then_delete)
     with pytest.raises(RunFailed, match=r"source file .*\.jsonl disappeared while the run read it"):
         backfill(spark, make_test_config(), [events], table)
     assert not DeltaTable.isDeltaTable(spark, str(table))
 
-    monkeypatch.setattr(ingest_stage, "read_sources", listed)
+    monkeypatch.setattr(ingest, "read_sources", listed)
     report = backfill(spark, make_test_config(), [events], table)
     expected = reference_backfill(read_lines(events))
     assert report.counts.records_read == expected.records_read

@@ -16,14 +16,9 @@ from pyspark.sql import SparkSession
 from pipelines.config import Config
 from pipelines.failures import vanished_source
 from pipelines.report import RunReport
-from pipelines.run.commit import commit
+from pipelines.run import commit, fold, ingest, plan, preflight, store
 from pipelines.run.context import Progress, RunContext, RunRequest, new_run_id
-from pipelines.run.fold import fold
-from pipelines.run.ingest import ingest
 from pipelines.run.outcome import Stages, keep_report, run_report
-from pipelines.run.plan import plan
-from pipelines.run.preflight import preflight
-from pipelines.run.store import store
 
 __all__ = ["Progress", "RunRequest", "new_run_id", "run_backfill"]
 
@@ -38,16 +33,18 @@ def run_backfill(
     """
     started = time.monotonic()
     ctx = RunContext.open(spark, config, request, progress)
-    done = Stages(preflight(ctx))
+    done = Stages(preflight.preflight(ctx))
     failed = True
     try:
-        done.batch = ingest(ctx, done.tables)
-        done.stored = store(ctx, done.tables, done.batch)
+        done.batch = ingest.ingest(ctx, done.tables)
+        done.stored = store.store(ctx, done.tables, done.batch)
         if not done.stored.over_threshold:
-            done.plan = plan(ctx, done.tables, done.batch, done.stored)
+            done.plan = plan.plan(ctx, done.tables, done.batch, done.stored)
             if done.plan.history_df is not None:
-                done.folded = fold(ctx, done.tables, done.plan)
-                done.committed = commit(ctx, done.tables, done.batch.counts, done.plan, done.folded)
+                done.folded = fold.fold(ctx, done.tables, done.plan)
+                done.committed = commit.commit(
+                    ctx, done.tables, done.batch.counts, done.plan, done.folded
+                )
         failed = False
     except Exception as exc:
         vanished = vanished_source(exc)
