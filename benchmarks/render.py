@@ -143,10 +143,22 @@ def small_runs_section(report: dict[str, Any]) -> Rows:
         "| --- | ---: |",
         f"| a night of {small['night_records']:,} records onto tables holding the four days "
         f"before it | {small['night_seconds']:.1f} |",
+        *_tiny_night_rows(small),
         *_history_and_diff_rows(small),
         f"| `backfill demo`, the whole command | {small['demo_seconds']:.1f} |",
         "",
         f"The demo's two backfill steps took {steps} of it (the `took` lines it prints).",
+    ]
+
+
+def _tiny_night_rows(small: dict[str, Any]) -> Rows:
+    """The night of three records and the session floor, in the runs that measured them."""
+    if "tiny_night_seconds" not in small:
+        return []
+    return [
+        f"| a night of 3 records onto the same tables | {small['tiny_night_seconds']:.1f} |",
+        "| the session floor: start the same session, read one Delta table, append one row "
+        f"| {small['session_floor_seconds']:.1f} |",
     ]
 
 
@@ -316,13 +328,30 @@ def targets(report: dict[str, Any], parts: list[str]) -> list[tuple[str, str, bo
             found.append((f"{large['events']:,} events finish", "failed", False))
     if "small_runs" in parts:
         small = report["small_runs"]
-        slowest = max([small["night_seconds"], *small["demo_steps_seconds"]])
         found.append(
             (
-                "a 200,000-event run onto an existing table, and each of the demo's backfills, "
-                "within 15 s as whole processes",
-                f"the slowest took {slowest:.1f} s",
-                slowest <= 15,
+                "a 200,000-record night onto existing tables within 30 s as a whole process",
+                f"{small['night_seconds']:.1f} s",
+                small["night_seconds"] <= 30,
+            )
+        )
+        if small.get("tiny_night_to_floor") is not None:
+            found.append(
+                (
+                    "a night of a few records within 1.3x the session floor",
+                    f"{small['tiny_night_seconds']:.1f} s, "
+                    f"{small['tiny_night_to_floor']:.2f}x the floor",
+                    small["tiny_night_to_floor"] <= 1.3,
+                )
+            )
+        second = small["demo_steps_seconds"][-1] if small["demo_steps_seconds"] else None
+        found.append(
+            (
+                "`backfill demo` within 45 s after set-up, its second act within 10 s",
+                f"{small['demo_seconds']:.1f} s, second act {second:.1f} s"
+                if second is not None
+                else f"{small['demo_seconds']:.1f} s",
+                small["demo_seconds"] <= 45 and second is not None and second <= 10,
             )
         )
     if "small_runs" in parts and "history_seconds" in report["small_runs"]:

@@ -25,6 +25,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
+    """Run contender `name` in its own process: what it reports, its peak memory and
+    `process_seconds`, the wall time of the whole process (Python and Spark's start too)."""
+    started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.contenders", name, str(data), str(work)],
         stdout=subprocess.PIPE,
@@ -49,6 +52,7 @@ def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out, err = process.communicate()
+    process_seconds = round(time.monotonic() - started, 1)
     done.set()
     sampler.join()
     if process.returncode != 0:
@@ -59,6 +63,7 @@ def run_contender(name: str, data: Path, work: Path) -> dict[str, Any]:
         }
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(peak / 2**20)
+    result["process_seconds"] = process_seconds
     return result
 
 

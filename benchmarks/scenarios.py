@@ -84,8 +84,10 @@ def bench_formats(events: int, out: Path) -> dict[str, Any]:
 
 def bench_small_runs(out: Path) -> dict[str, Any]:
     """Whole processes, as a scheduler or an analyst starts them: a night of about 200,000
-    events onto tables holding the four days before it, `backfill history` and `backfill diff`
-    of that night on the state table, and `backfill demo` (its two backfill steps)."""
+    events onto tables holding the four days before it, then a night of three records, the
+    session floor beside them (a process that starts the same session, reads one Delta table
+    and appends a row), `backfill history` and `backfill diff` of the big night, and
+    `backfill demo` (its two backfill steps)."""
     data, work = out / "small-events", out / "small-runs"
     prepare(data, work, events=1_000_000, keys=5_000, seed=7, days=5, files_per_day=4)
     table = work / "state"
@@ -94,6 +96,12 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     print("  small runs: history, then the night as a whole process ...", file=sys.stderr)
     run_cli(["run", *history, "--table", str(table)], cwd=work)
     seconds, output = run_cli(["run", *night, "--table", str(table)], cwd=work)
+    print("  small runs: a night of three records, the session floor ...", file=sys.stderr)
+    tiny = _tiny_night(work / "tiny-night.jsonl")
+    tiny_seconds, _ = run_cli(["run", "--source", str(tiny), "--table", str(table)], cwd=work)
+    floor_seconds = run_contender("session_floor", table, work / "floor-table").get(
+        "process_seconds"
+    )
     print("  small runs: history and diff of the night ...", file=sys.stderr, flush=True)
     reading = bench_history_and_diff(table, night_versions(output), cwd=work)
     print("  small runs: backfill demo ...", file=sys.stderr, flush=True)
@@ -103,10 +111,32 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     return {
         "night_seconds": round(seconds, 1),
         "night_records": int(records.group(1).replace(",", "")) if records else None,
+        "tiny_night_seconds": round(tiny_seconds, 1),
+        "session_floor_seconds": floor_seconds,
+        "tiny_night_to_floor": round(tiny_seconds / floor_seconds, 2) if floor_seconds else None,
         **reading,
         "demo_seconds": round(demo_seconds, 1),
         "demo_steps_seconds": took,
     }
+
+
+def _tiny_night(path: Path) -> Path:
+    """Three new events for keys the small-run log holds, far ahead in their streams."""
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"tiny-night-{i}",
+                "key": f"acct-{i:06d}",
+                "seq": 1_000_000 + i,
+                "event_time": f"{SMALL_NIGHT + timedelta(days=1)}T00:0{i}:00Z",
+                "op": "add",
+                "amount": "1.50",
+            }
+        )
+        for i in range(3)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def night_versions(run_output: str) -> tuple[int, int]:
