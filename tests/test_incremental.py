@@ -292,14 +292,17 @@ def test_any_split_into_nights_in_any_order_equals_one_run_and_the_reference(
 
 
 def test_the_mark_comes_from_a_merge_never_from_the_create_of_a_killed_run(spark, tmp_path):
+    from pipelines.config import S3Config
     from pipelines.folds import get_fold
     from pipelines.io.commits import commit_metadata
     from pipelines.io.state_table import folded_events_version
-    from pipelines.io.tables import ensure_table
+    from pipelines.io.tables import describe, ensure_table
 
     table = str(tmp_path / "state")
     mark = {"events_table_id": "abc", "events_version": 7}
     with commit_metadata(spark, mark):  # as the state MERGE's metadata, killed after CREATE
         ensure_table(spark, table, get_fold("balance").state_schema)
 
-    assert folded_events_version(spark, table, "abc") is None
+    info = describe(spark, table, "state table", S3Config())
+    assert info is not None
+    assert folded_events_version(info.commit_infos(), "abc") is None

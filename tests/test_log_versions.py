@@ -250,3 +250,39 @@ def test_deletion_vectors_and_in_commit_timestamps(spark, config, tmp_path):
     )
     spark.sql(f"INSERT INTO delta.`{timed}` VALUES ('b', 2)")
     assert versions.history_from_log(timed, config.s3) == versions.history(spark, timed)
+
+
+@pytest.mark.parametrize("which", ["balance", "snapshot"])
+def test_a_runs_view_of_its_tables_is_the_same_from_delta_rs_and_from_spark(
+    spark, config, balance_table, snapshot_table, monkeypatch, which
+):
+    """Versions, ids, columns, properties and the state's mark (through a RESTORE on both
+    tables) as preflight reads them by delta-rs, and as Spark reads them when it cannot."""
+    from pipelines.io import delta_log
+    from pipelines.io.state_table import folded_events_version
+    from pipelines.io.tables import describe
+
+    state = balance_table if which == "balance" else snapshot_table
+
+    def view():
+        found = {}
+        for uri in (state, f"{state}_events", f"{state}_quarantine"):
+            info = describe(spark, uri, "table", config.s3)
+            assert info is not None
+            commits = [
+                {k: c.get(k) for k in ("version", "operation", "userMetadata")}
+                for c in info.commit_infos()
+            ]
+            found[uri] = (info.version, info.table_id, info.schema, info.properties, commits)
+        events_id = found[f"{state}_events"][1]
+        mark = folded_events_version(
+            describe(spark, state, "t", config.s3).commit_infos(), events_id
+        )
+        return found, mark
+
+    by_delta_rs, mark = view()
+    monkeypatch.setattr(delta_log, "snapshot", lambda uri, s3: None)
+    by_spark, spark_mark = view()
+    assert by_delta_rs == by_spark
+    assert mark == spark_mark
+    assert mark is not None

@@ -1,5 +1,6 @@
 """A Delta table's log and change feed read without Spark, with delta-rs (the `deltalake`
-package): `history` and `diff` answer in a second instead of paying for a JVM and Delta's start.
+package): `history` and `diff` answer in a second instead of paying for a JVM and Delta's start,
+and a run learns its tables' versions, columns and marks in milliseconds (`snapshot`).
 
 Tables are local paths, `file:` URIs or S3 URIs (`s3a://`, `s3://`), reached on S3 the way
 Spark's S3A reaches them: the config's endpoint, region, path style, TLS and timeouts, and the
@@ -9,6 +10,7 @@ credentials of the standard AWS chain (boto3's, the chain S3A's default provider
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +100,45 @@ def open_table(uri: str, config: S3Config, version: int | None = None) -> DeltaT
         if path is not None and not (path / "_delta_log").is_dir():  # a file, or nothing
             raise UsageError(f"{uri} is not a Delta table") from None
         raise
+
+
+@dataclass(frozen=True)
+class LogSnapshot:
+    """A table's latest version as its log states it: what a run checks before any work."""
+
+    version: int
+    table_id: str
+    schema_json: str  # Delta's schema string, the JSON of Spark's StructType
+    properties: dict[str, str]
+    table: DeltaTable
+
+    def commit_infos(self) -> list[dict[str, Any]]:
+        """Every kept commit's commitInfo up to this version, newest first."""
+        infos = (i for i in self.table.history() if int(i["version"]) <= self.version)
+        return sorted(infos, key=lambda info: -int(info["version"]))
+
+
+def snapshot(uri: str, config: S3Config) -> LogSnapshot | None:
+    """The table at `uri` as its log states it; None when
+    delta-rs cannot tell (no table there, an unreadable log, S3 refusing the request): the
+    caller then asks Spark, whose answer and errors are the contract's."""
+    from deltalake import DeltaTable
+
+    path = local_path(uri)
+    if path is not None and not (path / "_delta_log").is_dir():
+        return None
+    try:
+        table = DeltaTable(table_uri(uri), storage_options=storage_options(uri, config))
+        metadata = table.metadata()
+        return LogSnapshot(
+            version=table.version(),
+            table_id=str(metadata.id),
+            schema_json=table.schema().to_json(),
+            properties={k: str(v) for k, v in metadata.configuration.items()},
+            table=table,
+        )
+    except Exception:  # any failure leaves the answer to Spark
+        return None
 
 
 def commits(uri: str, config: S3Config) -> list[dict[str, Any]]:

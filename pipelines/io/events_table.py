@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pipelines.folds import Fold
 from pipelines.folds.base import COMMON_NAMES, INGESTED_AT
 from pipelines.io.commits import MergeResult, merge_into
-from pipelines.io.tables import ensure_table, table_properties, table_version
+from pipelines.io.tables import ensure_table
 from pipelines.schema import BUCKET, events_schema
 
 BUCKETS_PROPERTY = "backfill.keyBuckets"
@@ -25,13 +25,6 @@ def _stats_columns(fold: Fold) -> str:
     the table's write."""
     own = [f.name for f in fold.fields if f.type != "json"]
     return ",".join([*COMMON_NAMES, *own, INGESTED_AT.name, "run_id"])
-
-
-def table_buckets(spark: SparkSession, uri: str, default: int) -> int:
-    """The bucket count the table was created with; `default` for a table not made yet."""
-    if table_version(spark, uri) is None:
-        return default
-    return int(table_properties(spark, uri).get(BUCKETS_PROPERTY, default))
 
 
 def merge_events(

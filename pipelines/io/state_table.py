@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
 from pipelines.io.commits import MergeResult, merge_into
 from pipelines.io.table_properties import FOLD_PROPERTY, MEASURE_PROPERTY
-from pipelines.io.tables import ensure_table, table_version
+from pipelines.io.tables import ensure_table
 from pipelines.schema import DELETED
 
 
@@ -59,35 +58,28 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
     )
 
 
-def folded_events_version(spark: SparkSession, uri: str, events_id: str) -> int | None:
-    """The events-table version the state table's current rows reflect, or None if unknown.
+def folded_events_version(commit_infos: list[dict[str, Any]], events_id: str) -> int | None:
+    """The events-table version the state's rows reflect, from the state table's commits
+    (newest first, up to the version read), or None if unknown.
 
     Each backfill commit records it in its `userMetadata` (with the events table's id). A
     RESTORE brings back an older version's rows, so the mark of that version applies. None
     (no mark, another events table, a restore by timestamp) means: fold every key.
     """
-    if table_version(spark, uri) is None:
-        return None
-    commits = (
-        DeltaTable.forPath(spark, uri)
-        .history()
-        .select("version", "operation", "operationParameters", "userMetadata")
-        .orderBy(F.col("version").desc())
-        .collect()  # one row per version the log keeps
-    )
     newest_visible: int | None = None
-    for commit in commits:
-        if newest_visible is not None and commit["version"] > newest_visible:
+    for commit in commit_infos:
+        version = int(commit["version"])
+        if newest_visible is not None and version > newest_visible:
             continue
-        if commit["operation"] == "RESTORE":
-            restored = (commit["operationParameters"] or {}).get("version")
+        if commit.get("operation") == "RESTORE":
+            restored = (commit.get("operationParameters") or {}).get("version")
             if restored is None:
                 return None
             newest_visible = int(restored)
             continue
-        if commit["operation"] != "MERGE":
+        if commit.get("operation") != "MERGE":
             continue  # e.g. the CREATE of a run killed before its MERGE: it folded nothing
-        metadata = _json_object(commit["userMetadata"])
+        metadata = _json_object(commit.get("userMetadata"))
         if metadata.get("events_table_id") == events_id and "events_version" in metadata:
             return int(metadata["events_version"])
     return None

@@ -3,16 +3,71 @@ properties, creating it, and checking it can take what a run writes."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import StructType
 
+from pipelines.config import S3Config
 from pipelines.errors import RunFailed, UsageError
 from pipelines.folds import Fold
+from pipelines.io import delta_log
 from pipelines.io.locations import check_can_create, local_path, not_a_table, refuse_non_delta
 from pipelines.io.table_properties import FOLD_PROPERTY, TABLE_PROPERTIES
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """An existing table as a run finds it before reading a record: its latest version, the
+    id Delta gave it at creation, its columns and properties, and its commits (newest first,
+    up to that version; read only when asked for)."""
+
+    version: int
+    table_id: str
+    schema: StructType
+    properties: dict[str, str]
+    commit_infos: Callable[[], list[dict[str, Any]]]
+
+
+def describe(spark: SparkSession, uri: str, what: str, s3: S3Config) -> TableInfo | None:
+    """The table `what` at `uri`, or None where there is nothing yet (see `existing_version`).
+
+    Read from the Delta log by delta-rs in milliseconds; where it cannot answer, by Spark,
+    whose checks give a location that is not a table its one-line error.
+    """
+    found = delta_log.snapshot(uri, s3)
+    if found is not None:
+        schema = StructType.fromJson(json.loads(found.schema_json))
+        return TableInfo(
+            found.version, found.table_id, schema, found.properties, found.commit_infos
+        )
+    version = existing_version(spark, uri, what)
+    if version is None:
+        return None
+    table = DeltaTable.forPath(spark, uri)
+    detail = table_detail(spark, uri)
+
+    def commit_infos() -> list[dict[str, Any]]:
+        rows = (
+            table.history()
+            .where(f"version <= {version}")
+            .select("version", "operation", "operationParameters", "userMetadata")
+            .orderBy("version", ascending=False)
+            .collect()  # one row per version the log keeps
+        )
+        return [row.asDict() for row in rows]
+
+    return TableInfo(
+        version,
+        str(detail["id"]),
+        table.toDF().schema,
+        dict(detail["properties"] or {}),
+        commit_infos,
+    )
 
 
 def existing_version(spark: SparkSession, uri: str, what: str) -> int | None:
@@ -105,15 +160,13 @@ def ensure_table(
 
 
 def check_table_schema(
-    spark: SparkSession, uri: str, expected: StructType, what: str, fold: Fold | None = None
+    uri: str, table: TableInfo, expected: StructType, what: str, fold: Fold | None = None
 ) -> None:
     """A usage error, before any work, when an existing table lacks the columns this run
     writes: another fold's table, or a table that is not one of ours."""
-    table = DeltaTable.forPath(spark, uri)
-    missing = _missing_columns(table.toDF().schema, expected)
+    missing = _missing_columns(table.schema, expected)
     if missing:
-        detail = table.detail().select("properties").first()
-        written_by = detail["properties"].get(FOLD_PROPERTY) if detail else None
+        written_by = table.properties.get(FOLD_PROPERTY)
         by = f" written by the {written_by!r} fold" if written_by else ""
         wanted = f" of the {fold.name!r} fold" if fold else ""
         raise UsageError(

@@ -14,7 +14,6 @@ from functools import reduce
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipelines.io.state_table import folded_events_version
 from pipelines.io.tables import read_changes, read_version, table_id
 from pipelines.run.context import RunContext
 from pipelines.run.ingest import Batch
@@ -42,8 +41,8 @@ def plan(ctx: RunContext, tables: Tables, batch: Batch, stored: Stored) -> Plan:
     request, events_version = ctx.request, stored.events_version
     if events_version is None:  # nothing was ever accepted
         return Plan(ctx.requested_mode, None, None, "")
-    events_id = table_id(ctx.spark, request.events_table)
-    mark = _mark(ctx, tables, events_id)
+    events_id = tables.events_id or table_id(ctx.spark, request.events_table)
+    mark = tables.mark
     mode = _mode(ctx, mark)
     if not request.full and mark == events_version:
         ctx.progress(f"no new events since the state's mark: {request.table} stays at its version")
@@ -53,12 +52,6 @@ def plan(ctx: RunContext, tables: Tables, batch: Batch, stored: Stored) -> Plan:
         changes_df = read_changes(ctx.spark, request.events_table, mark, events_version)
     history_df = read_version(ctx.spark, request.events_table, events_version)
     return Plan(mode, mark, events_version, events_id, history_df, changes_df)
-
-
-def _mark(ctx: RunContext, tables: Tables, events_id: str) -> int | None:
-    if tables.state_version is None:
-        return None
-    return folded_events_version(ctx.spark, ctx.request.table, events_id)
 
 
 def _mode(ctx: RunContext, mark: int | None) -> str:
@@ -85,8 +78,7 @@ def _dry_run_view(ctx: RunContext, tables: Tables, batch: Batch) -> Plan:
     if not history_parts:
         return Plan(ctx.requested_mode, None, tables.events_version, "")
     before = tables.events_version
-    events_id = table_id(ctx.spark, ctx.request.events_table) if before is not None else ""
-    mark = _mark(ctx, tables, events_id)
+    events_id, mark = tables.events_id or "", tables.mark
     if mark is not None and before is not None and mark < before:
         committed = read_changes(ctx.spark, ctx.request.events_table, mark, before)
         change_parts.append(committed.select(*columns, "_change_type"))

@@ -1,5 +1,7 @@
-"""Stage 1, preflight: the three tables' versions and columns, and the report's place, before
-any record is read. A location that cannot take what this run writes ends it at once (exit 2).
+"""Stage 1, preflight: the three tables' versions and columns, the state's mark, and the
+report's place, before any record is read. A location that cannot take what this run writes
+ends it at once (exit 2). The tables' logs are read by delta-rs where it can (milliseconds),
+by Spark otherwise.
 """
 
 from __future__ import annotations
@@ -7,22 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.errors import UsageError
-from pipelines.io.events_table import table_buckets
+from pipelines.io.events_table import BUCKETS_PROPERTY
 from pipelines.io.locations import check_report_path
-from pipelines.io.tables import check_table_schema, existing_version
+from pipelines.io.state_table import folded_events_version
+from pipelines.io.tables import TableInfo, check_table_schema, describe
 from pipelines.run.context import RunContext
 from pipelines.schema import QUARANTINE_SCHEMA, events_schema
 
 
 @dataclass(frozen=True)
 class Tables:
-    """The tables as the run found them: their versions (None: not made yet) and the
-    events table's bucket count."""
+    """The tables as the run found them: their versions (None: not made yet), the events
+    table's bucket count and id, and the events version the state's rows reflect (its mark;
+    None: unknown, so every key is folded)."""
 
     state_version: int | None
     events_version: int | None
     quarantine_version: int | None
     buckets: int
+    events_id: str | None = None
+    mark: int | None = None
 
 
 def preflight(ctx: RunContext) -> Tables:
@@ -34,21 +40,31 @@ def preflight(ctx: RunContext) -> Tables:
         "events table": (request.events_table, events_schema(fold)),
         "quarantine table": (request.quarantine_table, QUARANTINE_SCHEMA),
     }
-    versions = {}
+    found: dict[str, TableInfo | None] = {}
     for what, (uri, schema) in tables.items():
-        versions[what] = existing_version(ctx.spark, uri, what)
-        if versions[what] is not None:
-            check_table_schema(ctx.spark, uri, schema, what, fold)
-    no_events = versions["events table"] is None and not request.full
-    if versions["state table"] is not None and no_events:
+        found[what] = info = describe(ctx.spark, uri, what, ctx.config.s3)
+        if info is not None:
+            check_table_schema(uri, info, schema, what, fold)
+    state, events = found["state table"], found["events table"]
+    if state is not None and events is None and not request.full:
         raise UsageError(
             f"state table {request.table} has no events table at {request.events_table}: "
             "build it once with `backfill run --full` over all your sources, then run "
             "on new data only"
         )
+    quarantine = found["quarantine table"]
+    buckets = ctx.config.events.buckets
+    if events is not None:
+        buckets = int(events.properties.get(BUCKETS_PROPERTY, buckets))
     return Tables(
-        state_version=versions["state table"],
-        events_version=versions["events table"],
-        quarantine_version=versions["quarantine table"],
-        buckets=table_buckets(ctx.spark, request.events_table, ctx.config.events.buckets),
+        state_version=state.version if state else None,
+        events_version=events.version if events else None,
+        quarantine_version=quarantine.version if quarantine else None,
+        buckets=buckets,
+        events_id=events.table_id if events else None,
+        mark=(
+            folded_events_version(state.commit_infos(), events.table_id)
+            if state is not None and events is not None
+            else None
+        ),
     )
