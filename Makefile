@@ -34,10 +34,10 @@ test: setup airflow lint typecheck
 	$(PY) -m pytest -n 2 --dist worksteal --durations=30
 
 # The long runs: the reliability suite with 20 kills and ten times the generated hostile
-# input, and five times the hypothesis-cut nights of the balance and snapshot folds.
+# input, and ten times the hypothesis-drawn logs and nights of the balance and snapshot folds.
 soak: setup
 	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py tests/test_incremental.py \
-		tests/test_snapshot_reference.py
+		tests/test_snapshot_reference.py tests/test_properties.py
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,15 @@ from pipelines.io.sources import DateWindow
 from pipelines.report import RunReport
 from pipelines.run import RunRequest, run_backfill
 from tests.reference import reference_backfill
+
+# `make soak` (BACKFILL_SOAK=1) runs the property tests over many more generated examples.
+SOAK = os.environ.get("BACKFILL_SOAK") == "1"
+
+
+def examples(ci: int, soak: int) -> int:
+    """How many examples a Spark-backed property test draws: `ci` in `make test`, `soak` in
+    `make soak`."""
+    return soak if SOAK else ci
 
 
 def backfill(

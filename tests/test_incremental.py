@@ -5,7 +5,6 @@ plain-Python reference."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from tests.helpers import (
     backfill,
     balance_event,
     event_line,
+    examples,
     table_states,
     write_night,
 )
 from tests.reference import read_lines, reference_backfill
-
-SOAK = os.environ.get("BACKFILL_SOAK") == "1"
 
 
 def versions(spark, table: Path) -> tuple[int | None, ...]:
@@ -280,7 +278,7 @@ def delivered_logs(draw) -> list[str]:
 
 
 @settings(
-    max_examples=25 if SOAK else 3,
+    max_examples=examples(2, 25),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

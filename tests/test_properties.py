@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import backfill, balance_event, event_line, table_states
+from tests.helpers import backfill, balance_event, event_line, examples, table_states
 from tests.reference import reference_backfill
 
 amounts = st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False).map(str)
@@ -29,7 +29,7 @@ def event_logs(draw) -> list[str]:
     return lines + garbage
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(4, 25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lines=event_logs(),
     data=st.data(),

@@ -37,13 +37,12 @@ from pipelines.run import ingest
 from pipelines.transforms.validate import parse_events
 from tests.cli import run_python, start_cli
 from tests.conftest import make_test_config
-from tests.helpers import backfill, table_states
+from tests.helpers import SOAK, backfill, table_states
 from tests.reference import _validate as reference_validate
 from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
 # `make soak` (BACKFILL_SOAK=1) runs the same suite longer: more kills, more generated input.
-SOAK = os.environ.get("BACKFILL_SOAK") == "1"
 KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "20" if SOAK else "4"))
 HOSTILE_EXAMPLES = 60 if SOAK else 6
 # Times two concurrent runs are started before a test that never saw them overlap fails.

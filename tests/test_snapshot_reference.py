@@ -5,7 +5,6 @@ delivered in any order, end equal to the reference and to one run over everythin
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import replace
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from pipelines.cli import main as backfill_cli
 from pipelines.generate.snapshot import DATA_STYLES, SnapshotEvent
 from pipelines.report import RunReport
-from tests.helpers import assert_any_nights_equal_one_run, backfill, table_states
+from tests.helpers import assert_any_nights_equal_one_run, backfill, examples, table_states
 from tests.reference import canonical_json_text, read_lines, reference_backfill
 
 HEAVY_FAULTS = [
@@ -252,7 +251,7 @@ def snapshot_logs(draw) -> list[str]:
 
 
 @settings(
-    max_examples=20 if os.environ.get("BACKFILL_SOAK") == "1" else 3,
+    max_examples=examples(2, 20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
