@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 
 from pipelines.errors import RunFailed
 from pipelines.folds import get_fold
-from pipelines.run.accounting import count_records
+from pipelines.run.accounting import count_by_reason, count_records
 from pipelines.transforms.dedupe import quarantined_records, with_dedupe_outcome
 
 CONTENT = get_fold("balance").content_fields
@@ -119,9 +119,11 @@ def test_a_copy_lost_between_parsing_and_dedupe_fails_the_accounting(spark):
         PARSED,
     )
     outcomes_df = with_dedupe_outcome(valid(parsed_df), CONTENT)
-    counts = count_records(parsed_df, outcomes_df, "test-run")
+    by_reason = count_by_reason(parsed_df, "test-run")
+    counts = count_records(by_reason, outcomes_df.groupBy("outcome").count().collect())
     assert (counts.records_read, counts.valid_unique, counts.duplicates_dropped) == (4, 2, 1)
     assert counts.quarantined_by_reason == {"bad_seq": 1}
 
+    lost_one = outcomes_df.filter("record_id != 3").groupBy("outcome").count().collect()
     with pytest.raises(RunFailed, match="accounting does not balance"):
-        count_records(parsed_df, outcomes_df.filter("record_id != 3"), "test-run")
+        count_records(by_reason, lost_one)

@@ -43,19 +43,13 @@ def count_by_reason(parsed_df: DataFrame, run_id: str) -> list[Row]:
         return parsed_df.groupBy("reason").count().collect()  # one row per reason
 
 
-def count_records(
-    parsed_df: DataFrame,
-    outcomes_df: DataFrame,
-    run_id: str,
-    by_reason: list[Row] | None = None,
-) -> Counts:
+def count_records(by_reason: list[Row], by_outcome: list[Row]) -> Counts:
     """The accounting of sections 2 and 3; raises if a record went missing on the way.
 
-    `parsed_df` holds every record read, `outcomes_df` the dedupe outcome of each valid one:
-    the two are counted apart, so a copy lost by the window breaks the balance.
+    `by_reason` counts every record read (`count_by_reason`), `by_outcome` the dedupe outcome
+    of each valid copy (rows with `outcome` and `count`, possibly several per outcome): the two
+    are counted apart, so a copy lost by the window breaks the balance.
     """
-    if by_reason is None:
-        by_reason = count_by_reason(parsed_df, run_id)
     counts = Counts()
     valid_copies = 0
     for row in by_reason:
@@ -64,9 +58,9 @@ def count_records(
             valid_copies = row["count"]
         else:
             counts.quarantined_by_reason[row["reason"]] = row["count"]
-    with step(parsed_df.sparkSession, run_id, "dedupe"):
-        by_outcome = outcomes_df.groupBy("outcome").count().collect()
-    outcomes = {r["outcome"]: r["count"] for r in by_outcome}
+    outcomes: dict[str, int] = {}
+    for row in by_outcome:
+        outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + row["count"]
     counts.valid_unique = outcomes.get("valid", 0)
     counts.duplicates_dropped = outcomes.get("duplicate", 0)
     if outcomes.get(CONFLICT):

@@ -85,17 +85,21 @@ def fold_touched_keys(
     stored_df = state_df.join(resume_keys_df, "key", "left_semi")
     resumed_df = resume_states(stored_df, new_events_df, fold)
 
-    # At most `buckets` rows: the partitions of the history that hold a re-folded key.
-    touched_buckets = [
-        row[0]
-        for row in refold_keys_df.select(key_bucket(F.col("key"), buckets)).distinct().collect()
-    ]
+    # At most `buckets` + 1 rows: the partitions of the history that hold a re-folded key,
+    # and whether any key lost events (it may have none left: a deletion).
+    refolded_bucket = F.when(~F.col("resume"), key_bucket(F.col("key"), buckets))
+    plan_rows = (
+        plan_df.groupBy(refolded_bucket.alias("bucket"))
+        .agg(F.max(F.col("lost_events").cast("int")).alias("lost"))
+        .collect()
+    )
+    touched_buckets = sorted(r["bucket"] for r in plan_rows if r["bucket"] is not None)
     history_of_df = history_df.filter(F.col(BUCKET).isin(touched_buckets)).join(
         refold_keys_df, "key", "left_semi"
     )
     refolded_df = fold_states(history_of_df, fold)
     folded_df = resumed_df.unionByName(refolded_df)
-    if plan_df.filter("lost_events").isEmpty():  # no event left a key: nothing to delete
+    if not any(r["lost"] for r in plan_rows):  # no event left a key: nothing to delete
         return folded_df
     lost_keys_df = plan_df.filter("lost_events").select("key")
     return folded_df.unionByName(_gone(lost_keys_df, history_of_df, state_df, fold))

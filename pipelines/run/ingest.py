@@ -79,7 +79,9 @@ def ingest(ctx: RunContext, tables: Tables) -> Batch:
     )
     if stored_df is not None:  # met with the stored events once, not at every use
         outcomes_df = ctx.persist(outcomes_df, StorageLevel.DISK_ONLY)
-    counts = count_records(parsed_df, outcomes_df, request.run_id, by_reason)
+    with step(spark, request.run_id, "dedupe"):  # the counts and the replaced copies' buckets
+        by_outcome = outcomes_df.groupBy("outcome", "replaces", STORED_BUCKET).count().collect()
+    counts = count_records(by_reason, by_outcome)
     ctx.progress(
         f"read {counts.records_read:,} records: {counts.valid_unique:,} new or "
         f"replacing events, {counts.duplicates_dropped:,} duplicates, "
@@ -89,13 +91,12 @@ def ingest(ctx: RunContext, tables: Tables) -> Batch:
         parsed_df, outcomes_df, counts.quarantined_by_reason.get(CONFLICT, 0)
     )
     displaced_df, replacing = None, 0
-    if stored_df is not None:
-        replaced = outcomes_df.filter("replaces").groupBy(STORED_BUCKET).count().collect()
+    replaced = [r for r in by_outcome if r["replaces"]]
+    if stored_df is not None and replaced:
         replacing = sum(r["count"] for r in replaced)
-        if replaced:
-            displaced_df = displaced_copies(
-                stored_df, outcomes_df, [r[STORED_BUCKET] for r in replaced]
-            )
+        displaced_df = displaced_copies(
+            stored_df, outcomes_df, sorted({r[STORED_BUCKET] for r in replaced})
+        )
     return Batch(
         counts=counts,
         outcomes_df=outcomes_df,
