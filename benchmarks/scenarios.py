@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner import prepare, run_cli, run_contender
+from pipelines.generate.log import GENERATORS
 
 ORDER = (
     "spark_floor",
@@ -126,7 +127,7 @@ def _tiny_night(path: Path) -> Path:
         json.dumps(
             {
                 "event_id": f"tiny-night-{i}",
-                "key": f"acct-{i:06d}",
+                "key": GENERATORS["balance"].key_name(i),
                 "seq": 1_000_000 + i,
                 "event_time": f"{SMALL_NIGHT + timedelta(days=1)}T00:0{i}:00Z",
                 "op": "add",

@@ -54,6 +54,10 @@ class EventKind:
     unknown_ops: ClassVar[tuple[str, ...]]
     valid_payload: ClassVar[dict[str, Any]]  # `op` and payload of a garbage line's base
 
+    def key_name(self, index: int) -> str:
+        """The generated log's name for its `index`-th key, e.g. `acct-000042`."""
+        return f"{self.key_prefix}-{index:06d}"
+
     def content(self, rng: random.Random, seq: int) -> dict[str, Any]:
         """`op` and the payload of a new event with this `seq`."""
         raise NotImplementedError

@@ -122,7 +122,7 @@ def _deliveries(
     kind: EventKind,
 ) -> Iterator[Delivered]:
     """Yield every copy written to the lake, in event-time order."""
-    key_names = [f"{kind.key_prefix}-{i:06d}" for i in range(n_keys)]
+    key_names = [kind.key_name(i) for i in range(n_keys)]
     weights = [1.0 / (rank + 1) ** 0.6 for rank in range(n_keys)]  # a few hot keys
     chosen = rng.choices(key_names, weights=weights, k=n_events)
     next_seq: dict[str, int] = defaultdict(lambda: 1)
@@ -181,7 +181,7 @@ _NOT_OBJECTS: tuple[Any, ...] = ("a name", [1, 2], 42, True, "[1, 2]", '{"name":
 def _garbage_line(rng: random.Random, garbage: str, day: date, kind: EventKind) -> str:
     good: dict[str, Any] = {
         "event_id": f"junk-{rng.getrandbits(48):012x}",
-        "key": f"{kind.key_prefix}-{rng.randrange(1000):06d}",
+        "key": kind.key_name(rng.randrange(1000)),
         "seq": rng.randint(1, 50),
         "event_time": f"{day.isoformat()}T12:00:00Z",
         **kind.valid_payload,
