@@ -27,8 +27,8 @@ class Tables:
     events_version: int | None
     quarantine_version: int | None
     buckets: int
-    events_id: str | None = None
-    mark: int | None = None
+    events_id: str | None
+    mark: int | None
 
 
 def preflight(ctx: RunContext) -> Tables:
