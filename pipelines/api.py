@@ -44,8 +44,11 @@ def history(table: str) -> pd.DataFrame:
 
 
 def read_version(table: str, version: int) -> DataFrame:
-    """The table as it was at `version` (time travel)."""
-    return tables.read_version(session(), table, version)
+    """The table as it was at `version` (time travel); a version outside the retention
+    window `backfill maintain` keeps is refused, naming the window."""
+    spark = session()
+    versions.check_inside_window(spark, table, version)
+    return tables.read_version(spark, table, version)
 
 
 def diff(table: str, from_version: int, to_version: int | None = None) -> TableDiff:

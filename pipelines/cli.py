@@ -139,6 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(rollback)
     rollback.set_defaults(handler=commands.cmd_rollback)
 
+    maintain = subcommands.add_parser(
+        "maintain",
+        help="compact the three tables, remove files outside the retention window, checkpoint",
+    )
+    maintain.add_argument("--table", required=True, metavar="URI", help="state Delta table")
+    maintain.add_argument(
+        "--events-table", metavar="URI", help="events Delta table (default: <table>_events)"
+    )
+    maintain.add_argument(
+        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
+    )
+    maintain.add_argument(
+        "--retain-days",
+        type=int,
+        metavar="N",
+        help="days of versions kept readable, at least 7 (default from config: tables.retain_days)",
+    )
+    maintain.add_argument(
+        "--dry-run", action="store_true", help="print what it would do, change nothing"
+    )
+    maintain.add_argument("--json", action="store_true", help="one JSON object per table")
+    _add_session_flags(maintain)
+    maintain.set_defaults(handler=commands.cmd_maintain)
+
     demo = subcommands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
     demo.add_argument(
         "--workdir",

@@ -26,6 +26,7 @@ OVERRIDE_FLAGS = {
     "spark.master": "--master",
     "spark.shuffle_partitions": "--shuffle-partitions",
     "quarantine.max_ratio": "--max-quarantine-ratio",
+    "tables.retain_days": "--retain-days",
 }
 
 
@@ -40,6 +41,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
             "spark.master": args.master,
             "spark.shuffle_partitions": getattr(args, "shuffle_partitions", None),
             "quarantine.max_ratio": getattr(args, "max_quarantine_ratio", None),
+            "tables.retain_days": getattr(args, "retain_days", None),
         },
     )
     get_fold(config.fold, config.fold_options)
@@ -173,11 +175,35 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """Compact, vacuum and checkpoint the state table and its events and quarantine tables."""
+    from pipelines.io.locations import check_table_location
+    from pipelines.maintain import format_upkeep, maintain
+    from pipelines.schema import default_events_uri, default_quarantine_uri
+
+    tables = {
+        "state": args.table,
+        "events": args.events_table or default_events_uri(args.table),
+        "quarantine": args.quarantine or default_quarantine_uri(args.table),
+    }
+    for name, uri in tables.items():
+        check_table_location(uri, f"{name} table")
+    config = load_run_config(args)
+    with _session(args, config) as spark:
+        results = maintain(spark, config, tables, dry_run=args.dry_run)
+    for upkeep in results:
+        if args.json:
+            print(json.dumps(upkeep.to_json(), sort_keys=True))
+        else:
+            print(format_upkeep(upkeep))
+    return ExitCode.OK
+
+
 @contextmanager
-def _session(args: argparse.Namespace) -> Iterator[SparkSession]:
+def _session(args: argparse.Namespace, config: Config | None = None) -> Iterator[SparkSession]:
     from pipelines.session import build_session
 
-    spark = build_session(load_run_config(args))
+    spark = build_session(config or load_run_config(args))
     try:
         yield spark
     finally:

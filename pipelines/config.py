@@ -113,7 +113,14 @@ class EventsConfig(_Frozen):
 
 
 class TablesConfig(_Frozen):
-    """How the tables are created (fixed when each is created)."""
+    """How the tables are created (fixed when each is created), and how long `maintain`
+    keeps their old versions readable."""
+
+    # Days of versions `backfill maintain` keeps readable (contract section 9): VACUUM
+    # removes a file only once the version that dropped it is older than this. Time travel,
+    # `diff` and `rollback` reach back this far; a run or a reader may last at most this
+    # long. Delta refuses to vacuum with less than its own 7-day default, and so does this.
+    retain_days: int = Field(default=7, ge=7, le=3650)
 
     # On: a MERGE that corrects a few keys marks their old rows deleted instead of rewriting
     # every file that holds one, but readers without deletion-vector support (delta-rs, so

@@ -4,6 +4,10 @@ The driver JVM that PySpark launches writes to the same stderr as the CLI. At st
 a few lines that say nothing to a user (a JDK incubator-module warning, the shell's default
 log level). `filtered_stderr` gives the JVM a pipe instead of our stderr while it starts; a
 daemon thread forwards what it writes, minus those lines, for the rest of its life.
+
+The JVM's stdout goes through the same pipe to stderr: stdout is the command's own output
+(`--json` lines a script parses), and Delta prints there now and then (VACUUM's "Deleted N
+files and directories" line).
 """
 
 from __future__ import annotations
@@ -27,23 +31,27 @@ NOISE = (
 
 @contextmanager
 def filtered_stderr() -> Iterator[None]:
-    """Child processes started inside the block write to stderr through the filter."""
+    """Child processes started inside the block write their stdout and stderr to stderr,
+    through the filter."""
     try:
-        stderr_fd = sys.stderr.fileno()
+        stderr_fd, stdout_fd = sys.stderr.fileno(), sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. a notebook kernel)
         yield
         return
+    sys.stdout.flush()
     read_end, write_end = os.pipe()
     forward_to = os.dup(stderr_fd)
-    saved = os.dup(stderr_fd)
-    os.dup2(write_end, stderr_fd)
+    saved = {fd: os.dup(fd) for fd in (stderr_fd, stdout_fd)}
+    for fd in saved:
+        os.dup2(write_end, fd)
     os.close(write_end)
     threading.Thread(target=_forward, args=(read_end, forward_to), daemon=True).start()
     try:
         yield
     finally:
-        os.dup2(saved, stderr_fd)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _forward(read_end: int, forward_to: int) -> None:

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines import retention
 from pipelines.config import S3Config
 from pipelines.diffing import diff_summary, net_change_feed, spark_time, totals_by_change
 from pipelines.errors import UsageError
@@ -97,6 +98,8 @@ def diff_from_log(
     latest = table.version()
     to_version = latest if to_version is None else to_version
     _check_versions(uri, latest, from_version, to_version)
+    properties = table.metadata().configuration
+    retention.check_inside(uri, delta_log.commits(uri, s3), properties, from_version, to_version)
     if from_version >= to_version:
         return None
     columns = [field.name for field in table.schema().fields if field.name != "key"]
@@ -157,6 +160,7 @@ def diff(
     assert latest is not None
     to_version = latest if to_version is None else to_version
     _check_versions(uri, latest, from_version, to_version)
+    check_inside_window(spark, uri, from_version, to_version)
     columns = [c for c in table.toDF().columns if c != "key"]
     measure = _measure(spark, uri, columns)
     if from_version < to_version:
@@ -185,6 +189,7 @@ def rollback(
     assert current is not None
     if not 0 <= to_version <= current:
         raise UsageError(f"{uri} has versions 0 to {current}; there is no version {to_version}")
+    check_inside_window(spark, uri, to_version)
     _require_files(spark, uri, to_version)
     undone = diff(spark, uri, to_version, current)
     metadata = {
@@ -199,6 +204,27 @@ def rollback(
     new_version = table_version(spark, uri)
     assert new_version is not None
     return undone, new_version
+
+
+def check_inside_window(spark: SparkSession, uri: str, *wanted: int) -> None:
+    """A usage error naming the retention window when a wanted version is older than it
+    (`pipelines.retention`), from the log as Spark reads it."""
+    from pipelines.io.tables import table_properties
+
+    rows = (
+        require_table(spark, uri)
+        .history()
+        .select("version", "timestamp")
+        .collect()  # one row per commit: the log, not the data
+    )
+    commits = [
+        {
+            "version": r["version"],
+            "timestamp": int(r["timestamp"].timestamp() * 1000),
+        }
+        for r in rows
+    ]
+    retention.check_inside(uri, commits, table_properties(spark, uri), *wanted)
 
 
 def _measure(spark: SparkSession, uri: str, columns: list[str]) -> str | None:

@@ -90,6 +90,14 @@ SUBCOMMANDS = {
     "history": ["--table"],
     "diff": ["--table", "--from-version", "--to-version"],
     "rollback": ["--table", "--to-version"],
+    "maintain": [
+        "--table",
+        "--events-table",
+        "--quarantine",
+        "--retain-days",
+        "--dry-run",
+        "--json",
+    ],
     "demo": ["--workdir", "--events", "--keys", "--fold"],
 }
 

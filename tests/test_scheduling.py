@@ -28,16 +28,20 @@ PARSE_DAG = """
 import json, os
 from airflow.models.dagbag import DagBag
 bag = DagBag(dag_folder=os.environ["DAGS"], include_examples=False)
-dag = bag.dags.get("backfill_daily")
-task = dag.get_task("backfill") if dag else None
+dags = {}
+for dag_id, dag in bag.dags.items():
+    (task,) = dag.tasks
+    dags[dag_id] = {
+        "task_id": task.task_id,
+        "schedule": str(getattr(dag, "schedule", None) or getattr(dag, "schedule_interval", None)),
+        "max_active_runs": dag.max_active_runs,
+        "catchup": dag.catchup,
+        "retries": task.retries,
+        "bash_command": task.bash_command,
+    }
 print(json.dumps({
     "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
-    "dag_ids": sorted(bag.dags),
-    "schedule": str(getattr(dag, "schedule", None) or getattr(dag, "schedule_interval", None)),
-    "max_active_runs": dag.max_active_runs if dag else None,
-    "catchup": dag.catchup if dag else None,
-    "retries": task.retries if task else None,
-    "bash_command": task.bash_command if task else None,
+    "dags": dags,
 }))
 """
 
@@ -76,10 +80,11 @@ def test_dag_parses_in_real_airflow_and_submits_an_idempotent_daily_run(tmp_path
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
 
     assert parsed["import_errors"] == {}
-    assert parsed["dag_ids"] == ["backfill_daily"]
-    assert parsed["schedule"] == "@daily"
-    assert parsed["max_active_runs"] == 1 and parsed["retries"] >= 1
-    command = render(parsed["bash_command"])
+    assert sorted(parsed["dags"]) == ["backfill_daily", "backfill_maintain"]
+    daily, weekly = parsed["dags"]["backfill_daily"], parsed["dags"]["backfill_maintain"]
+    assert (daily["task_id"], daily["schedule"]) == ("backfill", "@daily")
+    assert daily["max_active_runs"] == 1 and daily["retries"] >= 1
+    command = render(daily["bash_command"])
     assert command[0] == "/opt/backfill/infra/spark-submit.sh"
     assert command[command.index("--config") + 1] == "/opt/backfill/conf/local.yaml"
     backfill_args = command[command.index("--") + 1 :]
@@ -92,6 +97,18 @@ def test_dag_parses_in_real_airflow_and_submits_an_idempotent_daily_run(tmp_path
     assert (str(args.from_date), str(args.to_date)) == ("2026-03-04", "2026-03-04")
     assert (args.txn_app_id, args.full) == (None, False)  # a cleared old date runs again
     assert args.run_id == "backfill_daily-20260304-try2"
+
+    # The weekly upkeep of the same tables (contract section 9).
+    assert (weekly["task_id"], weekly["schedule"]) == ("maintain", "@weekly")
+    assert weekly["max_active_runs"] == 1 and weekly["retries"] >= 1
+    command = render(weekly["bash_command"])
+    args = build_parser().parse_args(command[command.index("--") + 1 :])
+    assert (args.command, args.table, args.json, args.dry_run) == (
+        "maintain",
+        "/lake/state",
+        True,
+        False,
+    )
 
 
 @pytest.mark.slow

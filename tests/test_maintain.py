@@ -1,0 +1,225 @@
+"""`backfill maintain` (contract section 9) on real Delta tables: it changes no row of any
+version inside the retention window, the next run folds nothing because of it, it lands
+when it overlaps a run, and versions outside the window are refused in one line.
+
+Tables are read back with delta-rs (`deltalake`) too, not only by the session that wrote
+them. Versions older than the window are made by an outside writer that moves a table's
+log and files ten days into the past, as a table written ten days ago would be."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from pipelines.generate.log import FaultRates, generate_log
+from pipelines.run import fold as fold_stage
+from pipelines.schema import default_events_uri
+from tests.cli import assert_one_line_error, run_main
+from tests.helpers import backfill, table_states
+from tests.reference import read_lines, reference_backfill
+
+FAULTS = FaultRates(duplicate=0.05, conflict=0.02, late=0.05, lost=0.01, garbage=0.03)
+DAY_NS = 24 * 3600 * 10**9
+NAMES = ["state", "events", "quarantine"]
+
+
+def maintain(spark, table: Path, *flags: str) -> list[dict]:
+    result = run_main("maintain", "--table", str(table), "--json", *flags, spark=spark)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def versions_of(spark, table: Path) -> dict[int, dict]:
+    latest = DeltaTable(str(table)).version()
+    return {version: table_states(spark, table, version) for version in range(latest + 1)}
+
+
+def delta_rs_states(table: Path) -> dict[str, int]:
+    """The state as delta-rs reads it: each key's balance and event count."""
+    rows = DeltaTable(str(table)).to_pyarrow_table(columns=["key", "balance", "event_count"])
+    return {row["key"]: (row["balance"], row["event_count"]) for row in rows.to_pylist()}
+
+
+def test_nights_with_a_maintain_every_two_equal_the_reference_and_keep_every_version(
+    spark, config, tmp_path
+):
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=1600, keys=40, seed=13, faults=FAULTS, days=3)
+    expected_all = reference_backfill(read_lines(events))
+    delivered: list[str] = []
+    maintained = 0
+    for number, night in enumerate(sorted(events.glob("dt=*")), start=1):
+        backfill(spark, config, [night], table)
+        delivered += read_lines(night)
+        expected = reference_backfill(delivered)
+        assert table_states(spark, table) == expected.states, night.name
+        if number % 2:
+            continue
+        before = versions_of(spark, table)
+        last = max(before)
+
+        reports = maintain(spark, table)
+
+        assert [r["name"] for r in reports] == NAMES
+        by_name = {r["name"]: r for r in reports}
+        stored = by_name["events"]
+        assert stored["compacted_files"] >= stored["compacted_into"] > 0
+        assert stored["files_after"] <= stored["files_before"]
+        for report in reports:
+            assert report["version_after"] > report["version_before"]
+            assert report["checkpoint_version"] == report["version_after"]
+            assert report["removed_files"] == 0  # nothing is older than the window yet
+        # Every version reads the same rows, and a diff across the maintain shows nothing.
+        assert {v: table_states(spark, table, v) for v in before} == before
+        across = run_main("diff", "--table", str(table), "--from-version", str(last), "--json")
+        assert across.returncode == 0 and across.stdout == "", across.stderr
+        if not maintained:  # the night again: all stored already, nothing to fold
+            again = backfill(spark, config, [night], table)
+            assert again.keys.total == 0
+        maintained += 1
+
+    assert maintained >= 2
+    assert table_states(spark, table) == expected_all.states
+    assert delta_rs_states(table) == {
+        key: (state["balance"], state["event_count"]) for key, state in expected_all.states.items()
+    }
+    stored_events = DeltaTable(default_events_uri(str(table))).to_pyarrow_table(
+        columns=["event_id"]
+    )
+    ids = stored_events.column("event_id").to_pylist()
+    assert len(ids) == len(set(ids)) == expected_all.valid_unique
+
+
+def test_a_maintain_between_a_runs_commits_lands_and_the_state_is_exact(
+    spark, config, tmp_path, monkeypatch
+):
+    """The run stores its events, folds, and before its state MERGE a maintain compacts all
+    three tables under it: the MERGE lands on the compacted state, nothing is lost or
+    doubled, and the next night resumes from the right mark."""
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=1500, keys=30, seed=17, faults=FAULTS, days=3)
+    nights = sorted(events.glob("dt=*"))
+    backfill(spark, config, [nights[0]], table)
+    reports: list[list[dict]] = []
+    unpatched = fold_stage.fold
+
+    def fold_then_maintain(*args, **kwargs):
+        folded = unpatched(*args, **kwargs)
+        reports.append(maintain(spark, table))
+        return folded
+
+    monkeypatch.setattr(fold_stage, "fold", fold_then_maintain)
+    overlapped = backfill(spark, config, [nights[1]], table)
+    monkeypatch.setattr(fold_stage, "fold", unpatched)
+
+    (during,) = reports
+    assert all(r["version_after"] > r["version_before"] for r in during)
+    assert overlapped.status == "committed"
+    assert overlapped.table_version_after > during[0]["version_after"]  # after the maintain
+    lines = [*read_lines(nights[0]), *read_lines(nights[1])]
+    assert table_states(spark, table) == reference_backfill(lines).states
+
+    backfill(spark, config, [nights[2]], table)  # resumes from the overlapped run's mark
+    lines += read_lines(nights[2])
+    assert table_states(spark, table) == reference_backfill(lines).states
+
+
+def test_a_dry_run_says_what_it_would_do_and_changes_nothing(spark, config, tmp_path):
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=600, keys=20, seed=3, faults=FAULTS, days=2)
+    for night in sorted(events.glob("dt=*"))[:2]:
+        backfill(spark, config, [night], table)
+    tables = [table, Path(f"{table}_events"), Path(f"{table}_quarantine")]
+    before = [DeltaTable(str(t)).version() for t in tables]
+
+    reports = maintain(spark, table, "--dry-run")
+    text = run_main("maintain", "--table", str(table), "--dry-run", spark=spark)
+
+    assert [DeltaTable(str(t)).version() for t in tables] == before
+    assert [r["name"] for r in reports] == NAMES and all(r["dry_run"] for r in reports)
+    assert [r["version_before"] for r in reports] == before
+    stored = reports[1]
+    assert stored["compacted_files"] == stored["files_before"] > 16  # 2 nights x 16 buckets
+    assert all(r["files_after"] is None and r["retain_days"] == 7 for r in reports)
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert len(lines) == 3 and all("would compact" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--retain-days", "3"), "--retain-days 3"),
+        (("--retain-days", "x"), "--retain-days"),
+        (("--dry-rn",), "unrecognized arguments: --dry-rn"),
+    ],
+)
+def test_a_bad_flag_is_one_line_before_spark(tmp_path, flags, words):
+    result = run_main("maintain", "--table", str(tmp_path / "state"), *flags)
+    assert_one_line_error(result, 2, words)
+
+
+def test_a_table_that_is_not_there_is_one_line(spark, tmp_path):
+    result = run_main("maintain", "--table", str(tmp_path / "nothing"), spark=spark)
+    assert_one_line_error(result, 2, "is not a Delta table")
+
+
+def move_into_the_past(table: Path, days: int) -> None:
+    """An outside writer's edit: every commit of the table, and every file in it, dated
+    `days` earlier, as if the table had been written then."""
+    shift_ms = days * DAY_NS // 10**6
+    for path in table.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.parent.name == "_delta_log" and path.name.endswith(".json"):
+            actions = [json.loads(line) for line in path.read_text().splitlines() if line]
+            for action in actions:
+                for body in action.values():
+                    for name in ("timestamp", "inCommitTimestamp", "deletionTimestamp"):
+                        if isinstance(body, dict) and isinstance(body.get(name), int):
+                            body[name] -= shift_ms
+            path.write_text("".join(json.dumps(action) + "\n" for action in actions))
+            # Hadoop's local file system would refuse the edit against its checksum file.
+            path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
+        status = path.stat()
+        moved = status.st_mtime_ns - days * DAY_NS
+        os.utime(path, ns=(moved, moved))
+
+
+def test_a_version_outside_the_window_is_refused_in_one_line(spark, config, tmp_path):
+    """Two nights written ten days ago, one today: a maintain removes the files only the old
+    versions needed, and `diff` (delta-rs) and `rollback` (Spark) refuse those versions in
+    one line naming the window, as Delta's own time travel does."""
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=900, keys=20, seed=5, faults=FAULTS, days=3)
+    nights = sorted(events.glob("dt=*"))
+    for night in nights[:2]:
+        backfill(spark, config, [night], table)
+    old = DeltaTable(str(table)).version()
+    move_into_the_past(table, days=10)
+    spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    today = backfill(spark, config, [nights[2]], table).table_version_after
+    latest_states = table_states(spark, table)
+
+    (state, *_) = maintain(spark, table)
+
+    assert state["removed_files"] > 0 and state["removed_bytes"] > 0
+    assert table_states(spark, table) == latest_states
+    words = "outside the retention window of 7 days (delta.deletedFileRetentionDuration"
+    for command in (
+        ("diff", "--table", str(table), "--from-version", str(old)),
+        ("diff", "--table", str(table), "--from-version", "0", "--to-version", str(old), "--json"),
+    ):
+        refused = run_main(*command)  # delta-rs: no Spark needed to refuse
+        assert_one_line_error(refused, 2, words)
+        assert f"the oldest version inside the window is {today}" in refused.stderr
+    refused = run_main("rollback", "--table", str(table), "--to-version", "0", spark=spark)
+    assert_one_line_error(refused, 2, words)
+    assert DeltaTable(str(table)).version() == state["version_after"]  # nothing restored
+    inside = run_main("diff", "--table", str(table), "--from-version", str(today), "--json")
+    assert inside.returncode == 0 and inside.stdout == "", inside.stderr  # maintain: no change
+    assert table_states(spark, table, today) == latest_states
