@@ -25,7 +25,7 @@ NOTES = ROOT / "benchmarks" / "notes.md"
 PAGE = ROOT / "docs" / "performance.md"
 
 # The parts of results.json, in the order a run's section shows them.
-PARTS = ("sizes", "large", "hot_key", "small_runs", "nightly", "formats")
+PARTS = ("sizes", "large", "hot_key", "small_runs", "nightly", "formats", "upkeep")
 PART_TITLES = {
     "sizes": "The full backfill and the other contenders, by size",
     "large": "The large size",
@@ -33,6 +33,7 @@ PART_TITLES = {
     "small_runs": "Small runs as whole processes",
     "nightly": "Nightly runs",
     "formats": "JSON vs typed Parquet",
+    "upkeep": "Nights over a long stretch, with and without `backfill maintain`",
 }
 
 Stamp = dict[str, Any]
@@ -261,12 +262,65 @@ def formats_section(report: dict[str, Any]) -> Rows:
     return rows
 
 
+def upkeep_section(report: dict[str, Any]) -> Rows:
+    """A night's time and the tables' files at a few nights, and the curve of both arms."""
+    upkeep = report["upkeep"]
+    arms, nights = upkeep["arms"], upkeep["nights"]
+    marks = sorted({n for n in (1, 10, 100, nights) if n <= nights})
+    rows = [
+        f"{nights} nights of {upkeep['events_per_night']:,} events over {upkeep['keys']:,} keys, "
+        "each night run into two sets of tables in one warm session: one never maintained, "
+        f"one with `backfill maintain` every {upkeep['maintain_every']} nights (after that "
+        "night's run).",
+        "",
+        "| night | seconds, no upkeep | seconds, maintained | events files, no upkeep "
+        "| events files, maintained | state files, no upkeep | state files, maintained |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n in marks:
+        none, kept = arms["none"][n - 1], arms["weekly"][n - 1]
+        rows.append(
+            f"| {n} | {none['seconds']:.1f} | {kept['seconds']:.1f} | {none['events_files']:,} "
+            f"| {kept['events_files']:,} | {none['state_files']:,} | {kept['state_files']:,} |"
+        )
+    maintains = [m["seconds"] for m in upkeep["maintains"]]
+    if maintains:
+        rows += [
+            "",
+            f"Each maintain took {min(maintains):.1f}-{max(maintains):.1f} s "
+            f"({len(maintains)} of them).",
+        ]
+    rows += ["", *_upkeep_chart(arms)]
+    return rows
+
+
+def _upkeep_chart(arms: dict[str, list[dict[str, Any]]]) -> Rows:
+    """A night's seconds, night by night, both arms (a Mermaid chart GitHub draws)."""
+    none, kept = arms["none"], arms["weekly"]
+    top = max(r["seconds"] for r in [*none, *kept])
+
+    def line(rows: list[dict[str, Any]]) -> str:
+        return "    line [" + ", ".join(f"{r['seconds']:.1f}" for r in rows) + "]"
+
+    return [
+        "```mermaid",
+        "xychart-beta",
+        '    title "A night\'s seconds: never maintained (first line), maintained (second)"',
+        f'    x-axis "night" 1 --> {len(none)}',
+        f'    y-axis "seconds" 0 --> {top * 1.1:.0f}',
+        line(none),
+        line(kept),
+        "```",
+    ]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], Rows]] = {
     "large": large_section,
     "hot_key": hot_key_section,
     "small_runs": small_runs_section,
     "nightly": nightly_section,
     "formats": formats_section,
+    "upkeep": upkeep_section,
 }
 
 
@@ -385,6 +439,17 @@ def targets(report: dict[str, Any], parts: list[str]) -> list[tuple[str, str, bo
         ratio = formats["parquet_to_json"]
         found.append(
             ("typed Parquet at most 0.5x the JSON time, whole run", f"{ratio:.2f}x", ratio <= 0.5)
+        )
+    upkeep = report.get("upkeep") if "upkeep" in parts else None
+    if upkeep and upkeep["nights"] >= 10:
+        kept = upkeep["arms"]["weekly"]
+        ratio = kept[-1]["seconds"] / kept[9]["seconds"]
+        found.append(
+            (
+                "with a weekly maintain, the last night at most 1.2x night 10",
+                f"{ratio:.2f}x over {upkeep['nights']} nights (a year is the target's span)",
+                ratio <= 1.2,
+            )
         )
     return found
 

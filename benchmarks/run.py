@@ -24,6 +24,7 @@ from benchmarks.scenarios import (
     bench_size,
     bench_small_runs,
 )
+from benchmarks.upkeep import bench_upkeep
 
 
 def main() -> int:
@@ -34,6 +35,13 @@ def main() -> int:
     parser.add_argument("--small", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--formats", type=int, default=2_000_000, help="events for JSON vs Parquet (0: skip)"
+    )
+    parser.add_argument(
+        "--upkeep",
+        type=int,
+        default=100,
+        metavar="NIGHTS",
+        help="nights of 20,000 events with and without a weekly maintain (0: skip)",
     )
     parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
@@ -60,6 +68,9 @@ def main() -> int:
     if args.formats:
         report["formats"] = bench_formats(args.formats, out)
         report["measured"]["formats"] = measured
+    if args.upkeep:
+        report["upkeep"] = bench_upkeep(out, args.upkeep)
+        report["measured"]["upkeep"] = measured
     report.update(date=measured["date"], machine=measured["machine"])
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     render()

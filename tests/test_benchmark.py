@@ -127,3 +127,34 @@ def test_the_small_runs_show_history_and_diff_once_measured():
     slow = {**measured, "diff_seconds": 5.5}
     (judged,) = [t for t in targets({"small_runs": slow}, ["small_runs"]) if "diff" in t[0]]
     assert judged[2] is False
+
+
+def test_the_upkeep_part_shows_both_arms_and_judges_the_last_night():
+    from benchmarks.render import targets, upkeep_section
+
+    def night(n: int, seconds: float, files: int) -> dict:
+        return {
+            "night": n,
+            "seconds": seconds,
+            "events_files": files,
+            "state_files": 1,
+            "quarantine_files": 1,
+        }
+
+    upkeep = {
+        "nights": 12,
+        "events_per_night": 100,
+        "keys": 10,
+        "maintain_every": 7,
+        "arms": {
+            "none": [night(n, 1.0 + n / 10, 16 * n) for n in range(1, 13)],
+            "weekly": [night(n, 1.0, 16 * (n % 7 or 7)) for n in range(1, 13)],
+        },
+        "maintains": [{"night": 7, "seconds": 3.0}],
+    }
+    text = "\n".join(upkeep_section({"upkeep": upkeep}))
+    assert "| 10 | 2.0 | 1.0 | 160 | 48 | 1 | 1 |" in text
+    assert "| 12 | 2.2 | 1.0 | 192 | 80 | 1 | 1 |" in text
+    assert "```mermaid" in text and "line [1.1, 1.2," in text
+    (judged,) = targets({"upkeep": upkeep}, ["upkeep"])
+    assert judged[1:] == ("1.00x over 12 nights (a year is the target's span)", True)

@@ -264,6 +264,8 @@ def test_a_runs_view_of_its_tables_is_the_same_from_delta_rs_and_from_spark(
 
     state = balance_table if which == "balance" else snapshot_table
 
+    times: dict[str, list[int]] = {}
+
     def view():
         found = {}
         for uri in (state, f"{state}_events", f"{state}_quarantine"):
@@ -274,6 +276,7 @@ def test_a_runs_view_of_its_tables_is_the_same_from_delta_rs_and_from_spark(
                 for c in info.commit_infos()
             ]
             found[uri] = (info.version, info.table_id, info.schema, info.properties, commits)
+            times[uri] = [int(c["timestamp"]) for c in info.commit_infos()]  # ms, each reader
         events_id = found[f"{state}_events"][1]
         mark = folded_events_version(
             describe(spark, state, "t", config.s3).commit_infos(), events_id
@@ -281,8 +284,13 @@ def test_a_runs_view_of_its_tables_is_the_same_from_delta_rs_and_from_spark(
         return found, mark
 
     by_delta_rs, mark = view()
+    times_by_delta_rs = dict(times)
     monkeypatch.setattr(delta_log, "snapshot", lambda uri, s3: None)
     by_spark, spark_mark = view()
     assert by_delta_rs == by_spark
+    for uri, spark_times in times.items():  # the writer's clock vs the commit file's time
+        assert all(
+            abs(a - b) < 5000 for a, b in zip(times_by_delta_rs[uri], spark_times, strict=True)
+        )
     assert mark == spark_mark
     assert mark is not None

@@ -16,9 +16,10 @@ import pytest
 from deltalake import DeltaTable
 
 from pipelines.generate.log import FaultRates, generate_log
+from pipelines.run import RunRequest, run_backfill
 from pipelines.run import fold as fold_stage
 from pipelines.schema import default_events_uri
-from tests.cli import assert_one_line_error, run_main
+from tests.cli import assert_one_line_error, run_main, run_python
 from tests.helpers import backfill, table_states
 from tests.reference import read_lines, reference_backfill
 
@@ -223,3 +224,29 @@ def test_a_version_outside_the_window_is_refused_in_one_line(spark, config, tmp_
     inside = run_main("diff", "--table", str(table), "--from-version", str(today), "--json")
     assert inside.returncode == 0 and inside.stdout == "", inside.stderr  # maintain: no change
     assert table_states(spark, table, today) == latest_states
+
+
+def test_a_mark_behind_the_events_tables_window_refolds_every_key(spark, config, tmp_path):
+    """A run killed between its events and state commits leaves the state's mark behind.
+    When the next run comes after the window has passed, the change feed since the mark
+    may be gone: the run says so and re-folds every key, and the state is exact."""
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=900, keys=20, seed=7, faults=FAULTS, days=3)
+    nights = sorted(events.glob("dt=*"))
+    backfill(spark, config, [nights[0]], table)
+    killed = run_python("tests.killed_run", nights[1], table, "events")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    for aged in (table, Path(f"{table}_events"), Path(f"{table}_quarantine")):
+        move_into_the_past(aged, days=10)
+    spark.sparkContext._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
+    said: list[str] = []
+    request = RunRequest(
+        sources=[str(nights[2])], table=str(table), quarantine_table=f"{table}_quarantine"
+    )
+
+    report = run_backfill(spark, config, request, progress=said.append)
+
+    assert any("outside the events table's retention window" in line for line in said), said
+    assert report.mode == "full"
+    lines = [*read_lines(nights[0]), *read_lines(nights[1]), *read_lines(nights[2])]
+    assert table_states(spark, table) == reference_backfill(lines).states

@@ -55,11 +55,14 @@ def describe(spark: SparkSession, uri: str, what: str, s3: S3Config) -> TableInf
         rows = (
             table.history()
             .where(f"version <= {version}")
-            .select("version", "operation", "operationParameters", "userMetadata")
+            .select("version", "timestamp", "operation", "operationParameters", "userMetadata")
             .orderBy("version", ascending=False)
             .collect()  # one row per version the log keeps
         )
-        return [row.asDict() for row in rows]
+        # `timestamp` in ms since the epoch, as delta-rs gives it.
+        return [
+            {**row.asDict(), "timestamp": int(row["timestamp"].timestamp() * 1000)} for row in rows
+        ]
 
     return TableInfo(
         version,

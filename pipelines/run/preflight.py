@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines import retention
 from pipelines.errors import UsageError
 from pipelines.io.events_table import BUCKETS_PROPERTY
 from pipelines.io.locations import check_report_path
@@ -56,15 +57,35 @@ def preflight(ctx: RunContext) -> Tables:
     buckets = ctx.config.events.buckets
     if events is not None:
         buckets = int(events.properties.get(BUCKETS_PROPERTY, buckets))
+    mark = None
+    if state is not None and events is not None:
+        folded = folded_events_version(state.commit_infos(), events.table_id)
+        mark = _readable_mark(ctx, events, folded)
     return Tables(
         state_version=state.version if state else None,
         events_version=events.version if events else None,
         quarantine_version=quarantine.version if quarantine else None,
         buckets=buckets,
         events_id=events.table_id if events else None,
-        mark=(
-            folded_events_version(state.commit_infos(), events.table_id)
-            if state is not None and events is not None
-            else None
-        ),
+        mark=mark,
     )
+
+
+def _readable_mark(ctx: RunContext, events: TableInfo, mark: int | None) -> int | None:
+    """The mark, or None (fold every key) when the change feed after it reaches back past
+    the events table's retention window, whose files may be gone (a run killed between its
+    commits, then no run for longer than the window)."""
+    if mark is None or mark == events.version:
+        return mark
+    # The feed is read from the version after the mark; once this run commits, that version
+    # is no longer the latest, which Delta would read at any age.
+    commits = events.commit_infos()
+    window = retention.window(commits, events.properties)
+    after = [c for c in commits if int(c["version"]) == mark + 1]
+    if after and int(after[0]["timestamp"]) >= window.start:
+        return mark
+    ctx.progress(
+        f"the state's mark, events version {mark}, is outside the events table's retention "
+        f"window ({window.describe()}): every key is re-folded"
+    )
+    return None
