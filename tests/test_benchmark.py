@@ -156,5 +156,8 @@ def test_the_upkeep_part_shows_both_arms_and_judges_the_last_night():
     assert "| 10 | 2.0 | 1.0 | 160 | 48 | 1 | 1 |" in text
     assert "| 12 | 2.2 | 1.0 | 192 | 80 | 1 | 1 |" in text
     assert "```mermaid" in text and "line [1.1, 1.2," in text
-    (judged,) = targets({"upkeep": upkeep}, ["upkeep"])
-    assert judged[1:] == ("1.00x over 12 nights (a year is the target's span)", True)
+    assert targets({"upkeep": upkeep}, ["upkeep"]) == []  # too short a stretch to judge
+    weekly = [night(n, 1.0 + (n > 100) * 0.3, 16) for n in range(1, 121)]
+    longer = {**upkeep, "nights": 120, "arms": {"none": weekly, "weekly": weekly}}
+    (judged,) = targets({"upkeep": longer}, ["upkeep"])
+    assert judged[1:] == ("1.30x over 120 nights", False)
