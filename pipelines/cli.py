@@ -38,15 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="file, directory or glob of JSON Lines or Parquet (repeatable)",
     )
-    run.add_argument("--table", required=True, metavar="URI", help="state Delta table")
-    run.add_argument(
-        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
-    )
-    run.add_argument(
-        "--events-table",
-        metavar="URI",
-        help="events Delta table: every accepted event (default: <table>_events)",
-    )
+    _add_table_flags(run)
     run.add_argument(
         "--full",
         action="store_true",
@@ -143,13 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "maintain",
         help="compact the three tables, remove files outside the retention window, checkpoint",
     )
-    maintain.add_argument("--table", required=True, metavar="URI", help="state Delta table")
-    maintain.add_argument(
-        "--events-table", metavar="URI", help="events Delta table (default: <table>_events)"
-    )
-    maintain.add_argument(
-        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
-    )
+    _add_table_flags(maintain)
     maintain.add_argument(
         "--retain-days",
         type=int,
@@ -176,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generator_flags(demo)
     demo.set_defaults(handler=commands.cmd_demo)
     return parser
+
+
+def _add_table_flags(parser: argparse.ArgumentParser) -> None:
+    """A run's three tables (`TABLE_FLAGS`): the state, and the other two beside it."""
+    parser.add_argument("--table", required=True, metavar="URI", help="state Delta table")
+    parser.add_argument(
+        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
+    )
+    parser.add_argument(
+        "--events-table",
+        metavar="URI",
+        help="events Delta table: every accepted event (default: <table>_events)",
+    )
 
 
 def _add_session_flags(parser: argparse.ArgumentParser) -> None:

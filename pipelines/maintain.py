@@ -70,9 +70,11 @@ def maintain(
     """Maintain each of `tables` (name -> location; the state table first). A state table
     that does not exist is a usage error; a missing events or quarantine table is reported
     and left alone."""
+    from pipelines.io.tables import describe
+
     results = []
     for name, uri in tables.items():
-        if delta_log.snapshot(uri, config.s3) is None and not _is_delta(spark, uri):
+        if describe(spark, uri, f"{name} table", config.s3) is None:  # nothing there yet
             if name == "state":
                 raise UsageError(f"state table {uri} is not a Delta table")
             results.append(
@@ -232,12 +234,6 @@ def _latest_version(spark: SparkSession, uri: str) -> int:
     version = table_version(spark, uri)
     assert version is not None
     return version
-
-
-def _is_delta(spark: SparkSession, uri: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, uri))
 
 
 def format_upkeep(upkeep: TableUpkeep) -> str:
