@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pipelines.generate.log import generate_log
 from pipelines.run.accounting import STEPS
 from tests.cli import run_python
@@ -39,6 +41,7 @@ def test_time_inside_jobs_counts_overlapping_jobs_once():
     assert _covered_ms([(0, 10), (5, 15), (6, 8), (15, 16)]) == 16
 
 
+@pytest.mark.slow
 def test_the_nightly_contender_folds_only_the_keys_the_night_touched(tmp_path):
     data, work = tmp_path / "history", tmp_path / "work"
     generate_log(data, events=6000, keys=60, seed=5, days=3, files_per_day=1)

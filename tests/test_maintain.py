@@ -45,6 +45,7 @@ def delta_rs_states(table: Path) -> dict[str, int]:
     return {row["key"]: (row["balance"], row["event_count"]) for row in rows.to_pylist()}
 
 
+@pytest.mark.slow
 def test_nights_with_a_maintain_every_two_equal_the_reference_and_keep_every_version(
     spark, config, tmp_path
 ):

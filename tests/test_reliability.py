@@ -206,6 +206,7 @@ def test_a_table_left_half_made_by_a_killed_create_fails_with_the_way_out(
     assert list((uri / "_delta_log").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_killed_runs_leave_a_committed_table_and_the_next_run_converges(
     spark, tmp_path, reliability_figures
 ):
