@@ -149,6 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(maintain)
     maintain.set_defaults(handler=commands.cmd_maintain)
 
+    verify = subcommands.add_parser(
+        "verify",
+        help="prove a state version is what the pipeline wrote (--deep: the fold of its events)",
+    )
+    verify.add_argument("--table", required=True, metavar="URI", help="state Delta table")
+    verify.add_argument("--version", type=int, metavar="N", help="default: the latest")
+    verify.add_argument(
+        "--deep",
+        action="store_true",
+        help="also re-fold every key from the events table and compare row by row",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON object per differing key")
+    verify.add_argument(
+        "--events-table",
+        metavar="URI",
+        help="events Delta table --deep folds from (default: <table>_events)",
+    )
+    verify.add_argument(
+        "--fold",
+        metavar="NAME|module:Class",
+        help="the table's fold, where the one it records cannot be loaded by name",
+    )
+    _add_session_flags(verify)
+    verify.set_defaults(handler=commands.cmd_verify)
+
     demo = subcommands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
     demo.add_argument(
         "--workdir",
@@ -235,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except BackfillError as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    except BrokenPipeError:  # `backfill history | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except KeyboardInterrupt:
         print("backfill: interrupted; tables stay at their last committed version", file=sys.stderr)
         return ExitCode.INTERRUPTED

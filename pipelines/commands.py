@@ -199,6 +199,23 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """The version's fingerprint against its files (and, --deep, its rows against the fold of
+    the events): exit 0 with one line, or 1 with one line naming the first keys that differ."""
+    from pipelines.schema import default_events_uri
+    from pipelines.verify import verify
+
+    config = load_run_config(args)
+    events_uri = args.events_table or default_events_uri(args.table)
+    with _session(args, config) as spark:
+        result = verify(spark, config, args.table, events_uri, args.version, args.deep)
+        if args.json:
+            for difference in result.rows():
+                print(json.dumps(difference, sort_keys=True, default=json_default))
+    print(result.verdict(), file=sys.stderr if args.json else sys.stdout)
+    return ExitCode.OK if result.verified else ExitCode.FAILED
+
+
 @contextmanager
 def _session(args: argparse.Namespace, config: Config | None = None) -> Iterator[SparkSession]:
     from pipelines.session import build_session

@@ -78,6 +78,9 @@ class RunReport:
     # the events-table version the state reflected before this run, and after it
     folded_events_version_before: int | None = None
     folded_events_version_after: int | None = None
+    # the fingerprint the state version after this run carries (contract section 10), as
+    # its commit records it; None where the run committed nothing to the state
+    fingerprint_after: dict[str, Any] | None = None
     started_at: str = ""
     duration_seconds: float = 0.0
     code_version: str = ""
@@ -189,9 +192,11 @@ def format_commit(commit: dict[str, Any]) -> str:
         )
         if name in metrics
     )
+    carried = commit.get("fingerprint")
+    stamp = f"fp {carried['xxhash64_sum'][:8]}" if carried else "no fp"
     return (
         f"{commit['version']:>5}  {commit['timestamp'][:19]}  {commit['operation']:<14} "
-        f"{counts:<40} {who}"
+        f"{counts:<40} {stamp:<11} {who}"
     ).rstrip()
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines import retention
+from pipelines import fingerprint, retention
 from pipelines.config import S3Config
 from pipelines.diffing import diff_summary, net_change_feed, spark_time, totals_by_change
 from pipelines.errors import UsageError
@@ -74,17 +74,30 @@ class LogDiff:
 
 def history_from_log(uri: str, s3: S3Config) -> list[dict[str, Any]]:
     """`history` read from the log without Spark: the same commits, fields and times."""
-    return [
-        {
-            "version": info["version"],
-            "timestamp": spark_time(info["timestamp"] * 1000).isoformat(),
-            "operation": info.get("operation"),
-            "operationParameters": _text_map(info.get("operationParameters")),
-            "userMetadata": _parse_metadata(info.get("userMetadata")),
-            "operationMetrics": _text_map(info.get("operationMetrics")),
-        }
-        for info in delta_log.commits(uri, s3)
-    ]
+    return with_fingerprints(
+        [
+            {
+                "version": info["version"],
+                "timestamp": spark_time(info["timestamp"] * 1000).isoformat(),
+                "operation": info.get("operation"),
+                "operationParameters": _text_map(info.get("operationParameters")),
+                "userMetadata": _parse_metadata(info.get("userMetadata")),
+                "operationMetrics": _text_map(info.get("operationMetrics")),
+            }
+            for info in delta_log.commits(uri, s3)
+        ]
+    )
+
+
+def with_fingerprints(commits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each commit with the `fingerprint` its version carries (contract section 10): the one
+    it records, or the one of the rows it kept (`pipelines.fingerprint.recorded`); None where
+    the version changed rows without recording one."""
+    for commit in commits:
+        found = fingerprint.recorded(commits, int(commit["version"]))
+        carried = found.fingerprint if found else None
+        commit["fingerprint"] = carried.to_json() if carried else None
+    return commits
 
 
 def diff_from_log(
@@ -97,7 +110,7 @@ def diff_from_log(
     table = delta_log.open_table(uri, s3)
     latest = table.version()
     to_version = latest if to_version is None else to_version
-    _check_versions(uri, latest, from_version, to_version)
+    check_versions(uri, latest, from_version, to_version)
     properties = table.metadata().configuration
     retention.check_inside(uri, delta_log.commits(uri, s3), properties, from_version, to_version)
     if from_version >= to_version:
@@ -133,17 +146,19 @@ def history(spark: SparkSession, uri: str) -> list[dict[str, Any]]:
             "operationMetrics",
         )
     )
-    return [
-        {
-            "version": r["version"],
-            "timestamp": r["timestamp"].isoformat(),
-            "operation": r["operation"],
-            "operationParameters": dict(r["operationParameters"] or {}),
-            "userMetadata": _parse_metadata(r["userMetadata"]),
-            "operationMetrics": dict(r["operationMetrics"] or {}),
-        }
-        for r in rows.collect()  # one row per commit: the log, not the data
-    ]
+    return with_fingerprints(
+        [
+            {
+                "version": r["version"],
+                "timestamp": r["timestamp"].isoformat(),
+                "operation": r["operation"],
+                "operationParameters": dict(r["operationParameters"] or {}),
+                "userMetadata": _parse_metadata(r["userMetadata"]),
+                "operationMetrics": dict(r["operationMetrics"] or {}),
+            }
+            for r in rows.collect()  # one row per commit: the log, not the data
+        ]
+    )
 
 
 def diff(
@@ -159,7 +174,7 @@ def diff(
     latest = table_version(spark, uri)
     assert latest is not None
     to_version = latest if to_version is None else to_version
-    _check_versions(uri, latest, from_version, to_version)
+    check_versions(uri, latest, from_version, to_version)
     check_inside_window(spark, uri, from_version, to_version)
     columns = [c for c in table.toDF().columns if c != "key"]
     measure = _measure(spark, uri, columns)
@@ -257,7 +272,7 @@ def _require_files(spark: SparkSession, uri: str, version: int) -> None:
             )
 
 
-def _check_versions(uri: str, latest: int, *wanted: int) -> None:
+def check_versions(uri: str, latest: int, *wanted: int) -> None:
     for version in wanted:
         if not 0 <= version <= latest:
             raise UsageError(f"{uri} has versions 0 to {latest}; there is no version {version}")

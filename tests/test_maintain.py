@@ -20,7 +20,7 @@ from pipelines.run import RunRequest, run_backfill
 from pipelines.run import fold as fold_stage
 from pipelines.schema import default_events_uri
 from tests.cli import assert_one_line_error, run_main, run_python
-from tests.helpers import backfill, table_states
+from tests.helpers import assert_every_version_verifies, backfill, table_states
 from tests.reference import read_lines, reference_backfill
 
 FAULTS = FaultRates(duplicate=0.05, conflict=0.02, late=0.05, lost=0.01, garbage=0.03)
@@ -85,6 +85,7 @@ def test_nights_with_a_maintain_every_two_equal_the_reference_and_keep_every_ver
         maintained += 1
 
     assert maintained >= 2
+    assert_every_version_verifies(spark, table)  # OPTIMIZE carries the fingerprint over
     assert table_states(spark, table) == expected_all.states
     assert delta_rs_states(table) == {
         key: (state["balance"], state["event_count"]) for key, state in expected_all.states.items()

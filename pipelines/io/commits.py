@@ -57,11 +57,16 @@ def commit_metadata(spark: SparkSession, metadata: dict[str, Any]) -> Iterator[N
 
     MERGE takes no per-call metadata (delta-io/delta#857), so it rides on the session conf.
     """
-    spark.conf.set(USER_METADATA_CONF, json.dumps(metadata, sort_keys=True, default=str))
+    set_commit_metadata(spark, metadata)
     try:
         yield
     finally:
         spark.conf.unset(USER_METADATA_CONF)
+
+
+def set_commit_metadata(spark: SparkSession, metadata: dict[str, Any]) -> None:
+    """Set the `userMetadata` of the next commits (inside `commit_metadata`'s block)."""
+    spark.conf.set(USER_METADATA_CONF, json.dumps(metadata, sort_keys=True, default=str))
 
 
 @contextmanager
@@ -91,11 +96,15 @@ def merge_into(
     source_df: DataFrame,
     on: str,
     clauses: Callable[[DeltaMergeBuilder], DeltaMergeBuilder],
+    before_attempt: Callable[[], None] | None = None,
 ) -> MergeResult:
     """MERGE `source_df` (`s`) into the table (`t`, made by `table` if missing) on `on`,
-    with `clauses`; again after a concurrent writer's conflicting commit."""
+    with `clauses`; again after a concurrent writer's conflicting commit. `before_attempt`
+    runs before each attempt (to fit the commit's metadata to the table as it is then)."""
 
     def attempt() -> MergeResult:
+        if before_attempt is not None:
+            before_attempt()
         builder = table().alias("t").merge(source_df.alias("s"), on)
         return merge_metrics(spark, uri, clauses(builder).execute().first())
 

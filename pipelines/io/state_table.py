@@ -4,6 +4,7 @@ version it reflects (its mark) recorded in the same commit."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -24,7 +25,13 @@ def state_properties(fold: Fold) -> dict[str, str]:
     return properties
 
 
-def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) -> MergeResult:
+def merge_state(
+    spark: SparkSession,
+    uri: str,
+    state_df: DataFrame,
+    fold: Fold,
+    before_attempt: Callable[[], None] | None = None,
+) -> MergeResult:
     """Insert new keys, update keys whose state changed, delete keys marked `_deleted`, and
     leave every other row untouched.
 
@@ -55,6 +62,7 @@ def merge_state(spark: SparkSession, uri: str, state_df: DataFrame, fold: Fold) 
             )
             .whenNotMatchedInsert(condition=f"NOT s.{DELETED}", values=values)
         ),
+        before_attempt,
     )
 
 

@@ -15,9 +15,11 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.errors import RunFailed
+from pipelines.fingerprint import EMPTY, Fingerprint
 from pipelines.report import Counts, KeyChanges
 from pipelines.schema import EVENTS_FOLDED, MODE, REFOLD, RESUME
 from pipelines.transforms.dedupe import CONFLICT
+from pipelines.transforms.fingerprint import hash_sum
 
 STEPS = ("validate", "dedupe", "quarantine", "events", "fold", "merge")
 STEP_PROPERTY = "backfill.step"
@@ -75,9 +77,12 @@ def count_records(by_reason: list[Row], by_outcome: list[Row]) -> Counts:
     return counts
 
 
-def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
-    """Keys by change and cause, how they were folded, and the largest corrections."""
+def summarize_changes(changes_df: DataFrame, measure: str | None) -> tuple[KeyChanges, Fingerprint]:
+    """Keys by change and cause, how they were folded, and the largest corrections; and
+    what the changes do to the state's fingerprint (rows and hashes written minus those
+    replaced or deleted), counted in the same pass."""
     summary = KeyChanges(measure=measure)
+    fingerprint_change = EMPTY
     for name, default in ((MODE, F.lit(None).cast("string")), (EVENTS_FOLDED, F.lit(0))):
         if name not in changes_df.columns:
             changes_df = changes_df.withColumn(name, default)
@@ -85,9 +90,15 @@ def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
         F.count("*").alias("keys"),
         F.sum(F.abs("measure_delta")).alias("abs_change"),
         F.sum(EVENTS_FOLDED).alias("events"),
+        hash_sum(F.col("hash_after")).alias("hashes_written"),
+        hash_sum(F.col("hash_before")).alias("hashes_replaced"),
     )
     for row in totals.collect():  # a handful of rows: one per (change, cause, mode)
         keys, abs_change = row["keys"], row["abs_change"] or Decimal(0)
+        rows = keys if row["change"] == "insert" else -keys if row["change"] == "delete" else 0
+        fingerprint_change = fingerprint_change.plus(
+            Fingerprint.of_hashes(rows, int(row["hashes_written"]) - int(row["hashes_replaced"]))
+        )
         if row["change"] == "insert":
             summary.inserted += keys
         elif row["change"] == "update":
@@ -109,7 +120,7 @@ def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
             figures["abs_change"] += abs_change
     summary.total = summary.inserted + summary.updated + summary.deleted + summary.unchanged
     if measure is None:  # nothing to rank corrections by
-        return summary
+        return summary, fingerprint_change
     top_rows = (
         changes_df.filter(F.col("change") == "update")
         .orderBy(F.abs("measure_delta").desc(), "key")
@@ -125,4 +136,4 @@ def summarize_changes(changes_df: DataFrame, measure: str | None) -> KeyChanges:
         }
         for r in top_rows
     ]
-    return summary
+    return summary, fingerprint_change

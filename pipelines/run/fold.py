@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.fingerprint import Fingerprint
 from pipelines.folds import Fold
 from pipelines.io.reports import changes_path, write_changes
 from pipelines.io.tables import read_version
@@ -27,6 +28,8 @@ from pipelines.transforms.reconcile import with_change_kind
 class Folded:
     state_df: DataFrame  # the rows to MERGE, persisted
     keys: KeyChanges
+    # What the MERGE does to the fingerprint of the state version the fold read.
+    fingerprint_change: Fingerprint
 
 
 def fold(ctx: RunContext, tables: Tables, plan: Plan) -> Folded:
@@ -45,12 +48,12 @@ def fold(ctx: RunContext, tables: Tables, plan: Plan) -> Folded:
             )
         state_df = ctx.persist(state_df)
         changes_df = ctx.persist(state_df.transform(with_change_kind, current_df, ctx.fold))
-        keys = summarize_changes(changes_df, ctx.fold.measure)
+        keys, fingerprint_change = summarize_changes(changes_df, ctx.fold.measure)
     if not request.dry_run:
         ctx.progress(_folded_line(keys))
     elif request.report_path:
         write_changes(changes_df, changes_path(request.report_path))
-    return Folded(state_df, keys)
+    return Folded(state_df, keys, fingerprint_change)
 
 
 def fold_all_keys(

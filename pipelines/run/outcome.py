@@ -57,6 +57,11 @@ def run_report(ctx: RunContext, done: Stages, failed: bool, duration: float) -> 
         folded_events_version_after=(
             plan.events_version if plan and done.folded and not request.dry_run else None
         ),
+        fingerprint_after=(
+            done.committed.fingerprint.to_json()
+            if done.committed and done.committed.fingerprint
+            else None
+        ),
         started_at=ctx.started_at,
         duration_seconds=round(duration, 3),
         code_version=ctx.code_version,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pipelines import retention
 from pipelines.errors import UsageError
+from pipelines.fingerprint import Fingerprint, recorded
 from pipelines.io.events_table import BUCKETS_PROPERTY
 from pipelines.io.locations import check_report_path
 from pipelines.io.state_table import folded_events_version
@@ -30,6 +31,8 @@ class Tables:
     buckets: int
     events_id: str | None
     mark: int | None
+    # The fingerprint the log gives the state's version (None: no table, or none recorded).
+    fingerprint: Fingerprint | None = None
 
 
 def preflight(ctx: RunContext) -> Tables:
@@ -57,10 +60,14 @@ def preflight(ctx: RunContext) -> Tables:
     buckets = ctx.config.events.buckets
     if events is not None:
         buckets = int(events.properties.get(BUCKETS_PROPERTY, buckets))
-    mark = None
-    if state is not None and events is not None:
-        folded = folded_events_version(state.commit_infos(), events.table_id)
-        mark = _readable_mark(ctx, events, folded)
+    mark = fingerprint = None
+    if state is not None:
+        state_commits = state.commit_infos()
+        logged = recorded(state_commits, state.version)
+        fingerprint = logged.fingerprint if logged else None
+        if events is not None:
+            folded = folded_events_version(state_commits, events.table_id)
+            mark = _readable_mark(ctx, events, folded)
     return Tables(
         state_version=state.version if state else None,
         events_version=events.version if events else None,
@@ -68,6 +75,7 @@ def preflight(ctx: RunContext) -> Tables:
         buckets=buckets,
         events_id=events.table_id if events else None,
         mark=mark,
+        fingerprint=fingerprint,
     )
 
 

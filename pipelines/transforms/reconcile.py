@@ -9,11 +9,14 @@ from pyspark.sql import functions as F
 
 from pipelines.folds import Fold
 from pipelines.schema import DELETED, EVENTS_FOLDED, MODE, RESUME
+from pipelines.transforms.fingerprint import row_hash, state_types
 
 
 def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fold) -> DataFrame:
-    """Per key of `state_df`: `change` (insert / update / delete / unchanged) and the measure
-    before/after.
+    """Per key of `state_df`: `change` (insert / update / delete / unchanged), the measure
+    before/after, and the hashes of the row the MERGE replaces or deletes (`hash_before`) and
+    of the row it writes (`hash_after`), NULL where there is none: what the state's
+    fingerprint gains and loses (`pipelines.fingerprint`).
 
     `current_df` is the table as it is now (None when the table does not exist yet). The
     update test is the MERGE's own: some state column differs, NULL-safe. A row with
@@ -42,6 +45,9 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         .when(differs, "update")
         .otherwise("unchanged")
     )
+    types = state_types(fold.state_schema)
+    replaced = change.isin("update", "delete")
+    written = change.isin("insert", "update")
     measure_before = F.col(f"before_{fold.measure}") if fold.measure else F.lit(None)
     measure_after = F.col(fold.measure) if fold.measure else F.lit(None)
     return state_df.join(before_df, on="key", how="left").select(
@@ -53,6 +59,8 @@ def with_change_kind(state_df: DataFrame, current_df: DataFrame | None, fold: Fo
         (F.coalesce(measure_after, F.lit(0)) - F.coalesce(measure_before, F.lit(0))).alias(
             "measure_delta"
         ),
+        F.when(replaced, row_hash(types, prefix="before_")).alias("hash_before"),
+        F.when(written, row_hash(types)).alias("hash_after"),
         *folded,
     )
 
