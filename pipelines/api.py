@@ -6,6 +6,7 @@ d = api.diff("/lake/balances", from_version=3)     # per-key changes since versi
 d.changes.orderBy(F.abs("delta").desc()).show()
 api.dry_run(["/lake/events"], "/lake/balances")    # what a backfill would change
 api.rollback("/lake/balances", to_version=3, reason="bad backfill")
+api.verify("/lake/balances", version=3).verdict()   # is version 3 what the pipeline wrote?
 """
 
 from __future__ import annotations
@@ -22,9 +23,21 @@ from pipelines.io import tables
 from pipelines.io.sources import DateWindow
 from pipelines.report import RunReport
 from pipelines.run import RunRequest, run_backfill
+from pipelines.schema import default_events_uri
+from pipelines.verify import Verification
 from pipelines.versions import TableDiff
 
-__all__ = ["TableDiff", "diff", "dry_run", "history", "read_version", "rollback", "session"]
+__all__ = [
+    "TableDiff",
+    "Verification",
+    "diff",
+    "dry_run",
+    "history",
+    "read_version",
+    "rollback",
+    "session",
+    "verify",
+]
 
 
 def session(config: str | Path | None = None, master: str | None = None) -> SparkSession:
@@ -59,6 +72,21 @@ def diff(table: str, from_version: int, to_version: int | None = None) -> TableD
 def rollback(table: str, to_version: int, reason: str) -> tuple[TableDiff, int]:
     """Restore `table` to `to_version`; returns what it undid and the new version."""
     return versions.rollback(session(), table, to_version, reason)
+
+
+def verify(
+    table: str,
+    version: int | None = None,
+    deep: bool = False,
+    events_table: str | None = None,
+    config: str | Path | None = None,
+) -> Verification:
+    """Whether `version` (default: the latest) is what the pipeline wrote, and with `deep`
+    the fold of its events: `.verified`, `.verdict()`, `.rows()` per differing key."""
+    from pipelines.verify import verify as verify_version
+
+    events = events_table or default_events_uri(table)
+    return verify_version(session(), load_config(config), table, events, version, deep)
 
 
 def dry_run(

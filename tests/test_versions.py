@@ -188,6 +188,9 @@ def test_notebook_runs_headless_to_the_end(spark, corrected_once, tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "the rollback restores exactly the rows of version 1" in text
+    # The notebook verifies both ends of its diff: the live worker's version records none.
+    assert f"version 2 of {table} verifies" in text
+    assert f"version 1 of {table} does not verify: version 1 (" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert table_states(spark, table) == table_states(spark, table, 2)  # real table untouched
 
@@ -203,6 +206,9 @@ def test_cli_history_diff_rollback(spark, corrected_table):
     assert {"version", "timestamp", "operation", "userMetadata", "operationMetrics"} <= set(
         commits[0]
     )
+    # The backfill's version carries a fingerprint; the live worker's does not.
+    assert commits[0]["fingerprint"]["rows"] == len(expected.states)
+    assert commits[1]["fingerprint"] is None
 
     diff = run_main("diff", "--table", str(table), "--from-version", "1", "--json", spark=spark)
     assert diff.returncode == 0, diff.stderr
