@@ -146,6 +146,7 @@ def small_runs_section(report: dict[str, Any]) -> Rows:
         f"before it | {small['night_seconds']:.1f} |",
         *_tiny_night_rows(small),
         *_history_and_diff_rows(small),
+        *_verify_rows(small),
         f"| `backfill demo`, the whole command | {small['demo_seconds']:.1f} |",
         "",
         f"The demo's two backfill steps took {steps} of it (the `took` lines it prints).",
@@ -173,6 +174,19 @@ def _history_and_diff_rows(small: dict[str, Any]) -> Rows:
         f"| {small['history_seconds']:.2f} |",
         f"| `backfill diff` of that night ({diff}, by {small['diff_method']}) "
         f"| {small['diff_seconds']:.2f} |",
+    ]
+
+
+def _verify_rows(small: dict[str, Any]) -> Rows:
+    """`backfill verify` and `verify --deep` of the state, in the runs that measured them."""
+    if "verify_seconds" not in small:
+        return []
+    rows = f"{small['verify_rows']:,} keys"
+    return [
+        f"| `backfill verify` of that state table ({rows}: its files against its fingerprint) "
+        f"| {small['verify_seconds']:.2f} |",
+        f"| `backfill verify --deep` (every key re-folded from the events table) "
+        f"| {small['verify_deep_seconds']:.2f} |",
     ]
 
 

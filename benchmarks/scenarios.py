@@ -105,6 +105,8 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     )
     print("  small runs: history and diff of the night ...", file=sys.stderr, flush=True)
     reading = bench_history_and_diff(table, night_versions(output), cwd=work)
+    print("  small runs: verify and verify --deep of the state ...", file=sys.stderr, flush=True)
+    verifying = bench_verify(table, cwd=work)
     print("  small runs: backfill demo ...", file=sys.stderr, flush=True)
     demo_seconds, demo_output = run_cli(["demo"], cwd=work)
     took = [float(m) for m in re.findall(r"took\s+([0-9.]+)s", demo_output)]
@@ -116,6 +118,7 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
         "session_floor_seconds": floor_seconds,
         "tiny_night_to_floor": round(tiny_seconds / floor_seconds, 2) if floor_seconds else None,
         **reading,
+        **verifying,
         "demo_seconds": round(demo_seconds, 1),
         "demo_steps_seconds": took,
     }
@@ -146,6 +149,22 @@ def night_versions(run_output: str) -> tuple[int, int]:
     if found is None:
         raise SystemExit(f"no state table versions in the run's output: {run_output[-2000:]}")
     return int(found.group(1)), int(found.group(2))
+
+
+def bench_verify(table: Path, cwd: Path) -> dict[str, Any]:
+    """`backfill verify` of the latest state version (its rows against the fingerprint its
+    commit records) and `verify --deep` (every key re-folded from the events table), each a
+    whole process; both must pass."""
+    seconds, output = run_cli(["verify", "--table", str(table)], cwd=cwd)
+    deep_seconds, deep_output = run_cli(["verify", "--table", str(table), "--deep"], cwd=cwd)
+    rows = re.search(r"verifies: ([0-9,]+) rows", output)
+    if rows is None or "every key equals the fold" not in deep_output:
+        raise SystemExit(f"verify did not pass: {output[-500:]} {deep_output[-500:]}")
+    return {
+        "verify_seconds": round(seconds, 2),
+        "verify_deep_seconds": round(deep_seconds, 2),
+        "verify_rows": int(rows.group(1).replace(",", "")),
+    }
 
 
 def bench_history_and_diff(table: Path, night: tuple[int, int], cwd: Path) -> dict[str, Any]:
