@@ -37,5 +37,7 @@ def changes_path(report_path: str) -> str:
 
 def write_changes(changes_df: DataFrame, path: str) -> None:
     """The per-key changes a dry run would apply, as JSON Lines, written by Spark."""
-    changed_df = changes_df.filter(F.col("change") != "unchanged").drop("_mode", "_events_folded")
+    changed_df = changes_df.filter(F.col("change") != "unchanged").drop(
+        "_mode", "_events_folded", "hash_before", "hash_after"
+    )
     changed_df.coalesce(1).write.mode("overwrite").json(path)
