@@ -90,6 +90,7 @@ SUBCOMMANDS = {
     "history": ["--table"],
     "diff": ["--table", "--from-version", "--to-version"],
     "rollback": ["--table", "--to-version"],
+    "verify": ["--table", "--version", "--deep", "--json", "--events-table"],
     "maintain": [
         "--table",
         "--events-table",
