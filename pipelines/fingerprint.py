@@ -41,7 +41,8 @@ EMPTY_TABLE = frozenset({"CREATE TABLE"})
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Row count and the sum of the rows' hashes, modulo 2**64 (a change to one: `delta`)."""
+    """Row count and the sum of the rows' hashes, modulo 2**64; a change to a state is one
+    too (rows added, hashes written minus hashes removed), added with `plus`."""
 
     rows: int
     digest: int
@@ -88,7 +89,7 @@ class Recorded:
         return f"version {self.version} ({self.operation} {by}) records no fingerprint"
 
 
-def commit_metadata(commit: Mapping[str, Any]) -> dict[str, Any]:
+def user_metadata(commit: Mapping[str, Any]) -> dict[str, Any]:
     """A commit's `userMetadata` as a JSON object (empty where it holds none or other text)."""
     text = commit.get("userMetadata")
     if isinstance(text, Mapping):
@@ -111,7 +112,7 @@ def recorded(commits: Iterable[Mapping[str, Any]], version: int) -> Recorded | N
     while current is not None and current in by_version:
         commit = by_version[current]
         operation = str(commit.get("operation") or "")
-        metadata = commit_metadata(commit)
+        metadata = user_metadata(commit)
         found = Fingerprint.from_json(metadata.get(FINGERPRINT_FIELD))
         writer = metadata.get("writer")
         if operation in EMPTY_TABLE:  # (a run's CREATE carries the metadata of its MERGE)

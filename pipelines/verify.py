@@ -245,7 +245,7 @@ def _outside_commits(commits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     outside = []
     for commit in commits:
         operation = str(commit.get("operation") or "")
-        writer = str(fp.commit_metadata(commit).get("writer") or "")
+        writer = str(fp.user_metadata(commit).get("writer") or "")
         if operation in fp.NO_ROW_CHANGE or operation in fp.EMPTY_TABLE:
             continue
         if not writer.startswith("backfill"):

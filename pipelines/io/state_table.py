@@ -3,13 +3,13 @@ version it reflects (its mark) recorded in the same commit."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipelines.fingerprint import user_metadata
 from pipelines.folds import Fold
 from pipelines.io.commits import MergeResult, merge_into
 from pipelines.io.table_properties import FOLD_PROPERTY, MEASURE_PROPERTY
@@ -87,15 +87,7 @@ def folded_events_version(commit_infos: list[dict[str, Any]], events_id: str) ->
             continue
         if commit.get("operation") != "MERGE":
             continue  # e.g. the CREATE of a run killed before its MERGE: it folded nothing
-        metadata = _json_object(commit.get("userMetadata"))
+        metadata = user_metadata(commit)
         if metadata.get("events_table_id") == events_id and "events_version" in metadata:
             return int(metadata["events_version"])
     return None
-
-
-def _json_object(text: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
