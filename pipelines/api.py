@@ -23,7 +23,6 @@ from pipelines.io import tables
 from pipelines.io.sources import DateWindow
 from pipelines.report import RunReport
 from pipelines.run import RunRequest, run_backfill
-from pipelines.schema import default_events_uri
 from pipelines.verify import Verification
 from pipelines.versions import TableDiff
 
@@ -85,8 +84,7 @@ def verify(
     the fold of its events: `.verified`, `.verdict()`, `.rows()` per differing key."""
     from pipelines.verify import verify as verify_version
 
-    events = events_table or default_events_uri(table)
-    return verify_version(session(), load_config(config), table, events, version, deep)
+    return verify_version(session(), load_config(config), table, events_table, version, deep)
 
 
 def dry_run(

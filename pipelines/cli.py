@@ -174,6 +174,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(verify)
     verify.set_defaults(handler=commands.cmd_verify)
 
+    redrive = subcommands.add_parser(
+        "redrive", help="re-read quarantined records through the given config and fold"
+    )
+    _add_table_flags(redrive)
+    redrive.add_argument(
+        "--reason",
+        action="extend",
+        nargs="+",
+        metavar="PREFIX",
+        help="only records whose current reason starts with one of these (default: all)",
+    )
+    redrive.add_argument(
+        "--run-id",
+        dest="quarantined_by",
+        metavar="ID",
+        help="only records the run with this id quarantined",
+    )
+    _add_config_flags(redrive)
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="compute and report everything, commit nothing"
+    )
+    redrive.add_argument("--report", metavar="FILE", help="write the run report as JSON here")
+    redrive.set_defaults(handler=commands.cmd_redrive)
+
     demo = subcommands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
     demo.add_argument(
         "--workdir",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from pipelines.generate.log import FaultRates, GeneratedLog
+    from pipelines.run import RunRequest
 
 # The config settings flags override, by the flag a message should name.
 OVERRIDE_FLAGS = {
@@ -49,12 +50,8 @@ def load_run_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.io import s3
-    from pipelines.io.locations import check_report_path, check_table_location
     from pipelines.io.sources import DateWindow, check_sources
-    from pipelines.report import format_summary
-    from pipelines.run import RunRequest, new_run_id, run_backfill
-    from pipelines.session import build_session
+    from pipelines.run import RunRequest, new_run_id
 
     config = load_run_config(args)
     if (args.txn_app_id is None) != (args.txn_version is None):
@@ -65,9 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for stats in check_sources(args.source, config.s3):
         more = "+" if stats.truncated else ""
         progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
-    for location in (args.table, args.quarantine, args.events_table, args.report):
-        if location and s3.is_s3(location):
-            s3.check_bucket(location, config.s3)
     request = RunRequest(
         sources=args.source,
         table=args.table,
@@ -80,6 +74,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=args.run_id or new_run_id(),
         txn=(args.txn_app_id, args.txn_version) if args.txn_app_id is not None else None,
     )
+    return _launch(config, request, progress)
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    """A run of section 7 over quarantined records (contract section 11)."""
+    from pipelines.io.locations import local_path
+    from pipelines.run import RedriveFilter, RunRequest, new_run_id
+    from pipelines.run.preflight import nothing_to_redrive
+    from pipelines.schema import default_quarantine_uri
+
+    config = load_run_config(args)
+    quarantine = args.quarantine or default_quarantine_uri(args.table)
+    local = local_path(quarantine)
+    if local is not None and not (local / "_delta_log").is_dir():
+        raise nothing_to_redrive(quarantine)  # said before Spark starts
+    request = RunRequest(
+        sources=[quarantine],
+        table=args.table,
+        quarantine_table=quarantine,
+        events_table=args.events_table or "",
+        dry_run=args.dry_run,
+        report_path=args.report,
+        run_id=new_run_id(),
+        redrive=RedriveFilter(tuple(args.reason or ()), args.quarantined_by),
+    )
+    return _launch(config, request, ConsoleProgress())
+
+
+def _launch(config: Config, request: RunRequest, progress: ConsoleProgress) -> int:
+    """Check where the run writes, start Spark, run, print the summary; the exit code."""
+    from pipelines.io import s3
+    from pipelines.io.locations import check_report_path, check_table_location
+    from pipelines.report import format_summary
+    from pipelines.run import run_backfill
+    from pipelines.session import build_session
+
+    tables = (request.table, request.quarantine_table, request.events_table)
+    for location in (*tables, request.report_path):
+        if location and s3.is_s3(location):
+            s3.check_bucket(location, config.s3)
     for uri, what in (
         (request.table, "state table"),
         (request.events_table, "events table"),
@@ -202,13 +236,11 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """The version's fingerprint against its files (and, --deep, its rows against the fold of
     the events): exit 0 with one line, or 1 with one line naming the first keys that differ."""
-    from pipelines.schema import default_events_uri
     from pipelines.verify import verify
 
     config = load_run_config(args)
-    events_uri = args.events_table or default_events_uri(args.table)
     with _session(args, config) as spark:
-        result = verify(spark, config, args.table, events_uri, args.version, args.deep)
+        result = verify(spark, config, args.table, args.events_table, args.version, args.deep)
         if args.json:
             for difference in result.rows():
                 print(json.dumps(difference, sort_keys=True, default=json_default))

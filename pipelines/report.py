@@ -51,6 +51,26 @@ class KeyChanges:
 
 
 @dataclass
+class RedriveCounts:
+    """A redrive's accounting (contract section 11): every redriven record was admitted,
+    dropped as a duplicate of an accepted event, or is still quarantined (by outcome)."""
+
+    filter: dict[str, Any] = field(default_factory=dict)  # reasons, run_id
+    redriven: int = 0
+    admitted: int = 0
+    duplicates_dropped: int = 0
+    still_quarantined: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    # quarantine rows whose outcome this redrive recorded (a rerun records none)
+    quarantine_rows_marked: int = 0
+
+    @property
+    def balances(self) -> bool:
+        parts = self.admitted + self.duplicates_dropped + self.still_quarantined
+        return self.redriven == parts == sum(self.by_outcome.values())
+
+
+@dataclass
 class RunReport:
     run_id: str
     # committed | unchanged (nothing to change: no commit) | already_applied (the txn version
@@ -81,12 +101,20 @@ class RunReport:
     # the fingerprint the state version after this run carries (contract section 10), as
     # its commit records it; None where the run committed nothing to the state
     fingerprint_after: dict[str, Any] | None = None
+    # a redrive's accounting; None for a run over sources
+    redrive: RedriveCounts | None = None
     started_at: str = ""
     duration_seconds: float = 0.0
     code_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report; a redrive's also holds its four counts at the top level, where the
+        contract's `redriven == admitted + duplicates_dropped + still_quarantined` reads them."""
+        fields = asdict(self)
+        if self.redrive is not None:
+            for name in ("redriven", "admitted", "duplicates_dropped", "still_quarantined"):
+                fields[name] = getattr(self.redrive, name)
+        return fields
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=json_default)
@@ -149,8 +177,22 @@ def format_summary(report: RunReport) -> str:
         f"{_fmt_version(report.quarantine_version_after)} "
         f"({report.quarantine_rows_added:,} records added)"
     )
+    if report.redrive is not None:
+        lines += _redrive_lines(report.redrive)
     lines.append(f"  took            {report.duration_seconds:>11.1f}s")
     return "\n".join(lines)
+
+
+def _redrive_lines(r: RedriveCounts) -> list[str]:
+    lines = [
+        f"  redriven        {r.redriven:>12,} quarantined records: {r.admitted:,} admitted, "
+        f"{r.duplicates_dropped:,} duplicates, {r.still_quarantined:,} still quarantined",
+    ]
+    for outcome, n in sorted(r.by_outcome.items(), key=lambda kv: (-kv[1], kv[0])):
+        if outcome not in ("admitted", "duplicate"):
+            lines.append(f"      {outcome:<28} {n:>8,}")
+    lines.append(f"                  {'':>12} {r.quarantine_rows_marked:,} quarantine rows marked")
+    return lines
 
 
 def _fmt_version(version: int | None) -> str:

@@ -41,10 +41,12 @@ SOURCE_FILE, RAW = "__source_file", "__raw"
 @dataclass(frozen=True)
 class Source:
     """One source's rows: `SOURCE_FILE` and `RAW`, and for Parquet its data columns, whose
-    schema is `columns` (None for JSON text)."""
+    schema is `columns` (None for JSON text). The string columns `carried` (a redriven
+    record's `record_key`) stay with each text record through validation."""
 
     df: DataFrame
     columns: StructType | None
+    carried: tuple[str, ...] = ()
 
 
 # The events table's partition column, `pmod(xxhash64(key), N)`: re-folding a few keys reads
@@ -94,5 +96,17 @@ QUARANTINE_SCHEMA = StructType(
         StructField("event_id", StringType(), True),
         StructField("key", StringType(), True),
         StructField("raw", StringType(), True),
+    ]
+)
+
+# What a redrive (contract section 11) adds to a quarantine row: the run that redrove it and
+# what became of it (`admitted`, `duplicate`, or the reason it is still quarantined). A
+# quarantine table gains them on its first redrive; until then it has none.
+REDRIVEN_BY, REDRIVE_OUTCOME = "redriven_by", "redrive_outcome"
+ADMITTED, DUPLICATE = "admitted", "duplicate"
+REDRIVE_SCHEMA = StructType(
+    [
+        StructField(REDRIVEN_BY, StringType(), True),
+        StructField(REDRIVE_OUTCOME, StringType(), True),
     ]
 )

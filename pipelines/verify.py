@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pipelines import fingerprint as fp
+from pipelines import retention
 from pipelines.config import Config
 from pipelines.errors import UsageError
 from pipelines.failures import describe_failure
@@ -37,7 +38,7 @@ from pipelines.io.state_table import folded_events_version
 from pipelines.io.table_properties import FOLD_PROPERTY
 from pipelines.io.tables import TableInfo, describe, read_version
 from pipelines.report import json_default
-from pipelines.schema import DELETED
+from pipelines.schema import DELETED, default_events_uri
 from pipelines.transforms.fingerprint import fingerprint_of
 from pipelines.transforms.fold import fold_states
 
@@ -104,19 +105,22 @@ def verify(
     spark: SparkSession,
     config: Config,
     uri: str,
-    events_uri: str,
+    events_uri: str | None = None,
     version: int | None = None,
     deep: bool = False,
 ) -> Verification:
-    from pipelines.versions import check_inside_window, check_versions
+    """Verify state `version` (default: the latest); `--deep` folds from `events_uri`
+    (default: `<uri>_events`)."""
+    from pipelines.versions import check_versions
 
     state = describe(spark, uri, "state table", config.s3)
     if state is None:
         raise UsageError(f"{uri} is not a Delta table")
     version = state.version if version is None else version
     check_versions(uri, state.version, version)
-    check_inside_window(spark, uri, version)
     commits = state.commit_infos()
+    retention.check_inside(uri, commits, state.properties, version)
+    events_uri = events_uri or default_events_uri(uri)
     rows_df = read_version(spark, uri, version)
     recorded = fp.recorded(commits, version)
     try:

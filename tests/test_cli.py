@@ -99,6 +99,16 @@ SUBCOMMANDS = {
         "--dry-run",
         "--json",
     ],
+    "redrive": [
+        "--table",
+        "--quarantine",
+        "--reason",
+        "--run-id",
+        "--config",
+        "--fold",
+        "--dry-run",
+        "--report",
+    ],
     "demo": ["--workdir", "--events", "--keys", "--fold"],
 }
 

@@ -3,7 +3,8 @@
 preflight (the tables' versions and columns) -> ingest (read, validate, deduplicate) ->
 store (commit the quarantine, then the events) -> plan (what changed since the state's
 mark) -> fold (resume or re-fold the touched keys) -> commit (MERGE the state with its new
-mark). A crash between commits is repaired by the next run, because every run folds from
+mark); a redrive, whose records come from the quarantine, then records each one's outcome
+(redrive). A crash between commits is repaired by the next run, because every run folds from
 the mark. Each stage takes the context and what the stages before it returned.
 """
 
@@ -16,11 +17,11 @@ from pyspark.sql import SparkSession
 from pipelines.config import Config
 from pipelines.failures import vanished_source
 from pipelines.report import RunReport
-from pipelines.run import commit, fold, ingest, plan, preflight, store
-from pipelines.run.context import Progress, RunContext, RunRequest, new_run_id
+from pipelines.run import commit, fold, ingest, plan, preflight, redrive, store
+from pipelines.run.context import Progress, RedriveFilter, RunContext, RunRequest, new_run_id
 from pipelines.run.outcome import Stages, keep_report, run_report
 
-__all__ = ["Progress", "RunRequest", "new_run_id", "run_backfill"]
+__all__ = ["Progress", "RedriveFilter", "RunRequest", "new_run_id", "run_backfill"]
 
 
 def run_backfill(
@@ -45,6 +46,9 @@ def run_backfill(
                 done.committed = commit.commit(
                     ctx, done.tables, done.batch.counts, done.plan, done.folded
                 )
+            if request.redrive is not None and not request.dry_run:
+                assert done.stored.quarantine_version is not None
+                done.marked = redrive.mark(ctx, done.batch, done.stored.quarantine_version)
         failed = False
     except Exception as exc:
         vanished = vanished_source(exc)

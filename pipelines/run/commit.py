@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pipelines.fingerprint import EMPTY, FINGERPRINT_FIELD, Fingerprint, recorded
 from pipelines.io.commits import commit_metadata, idempotent_writes, set_commit_metadata
 from pipelines.io.state_table import merge_state
-from pipelines.io.tables import describe, read_version
+from pipelines.io.tables import TableInfo, describe, read_version
 from pipelines.report import Counts
 from pipelines.run.accounting import step, summarize_changes
 from pipelines.run.context import RunContext
@@ -51,7 +51,7 @@ def commit(
         info = describe(spark, request.table, "state table", ctx.config.s3)
         latest = info.version if info else None
         if not fitted or fitted[-1][0] != latest:
-            fitted.append((latest, _after_merge(ctx, tables, folded, latest)))
+            fitted.append((latest, _after_merge(ctx, tables, folded, info)))
         fingerprint = fitted[-1][1].to_json()
         set_commit_metadata(spark, {**metadata, FINGERPRINT_FIELD: fingerprint})
 
@@ -65,7 +65,7 @@ def commit(
     if already:
         return Committed("already_applied", merged.version, tables.fingerprint)
     fitted_to, fingerprint = fitted[-1]
-    if merged.read_version not in (fitted_to, None) and fitted_to is not None:
+    if fitted_to is not None and merged.read_version not in (None, fitted_to):
         # Another writer committed in the moment between the check and the MERGE's read
         # without conflicting with it (a blind append): `backfill verify` will say so.
         ctx.progress(
@@ -76,10 +76,11 @@ def commit(
 
 
 def _after_merge(
-    ctx: RunContext, tables: Tables, folded: Folded, version: int | None
+    ctx: RunContext, tables: Tables, folded: Folded, info: TableInfo | None
 ) -> Fingerprint:
-    """The fingerprint of state `version` (None: no table yet) once the fold's rows are
-    MERGEd onto it."""
+    """The fingerprint of the state as `info` found it (None: no table yet) once the fold's
+    rows are MERGEd onto it."""
+    version = info.version if info else None
     if version == tables.state_version:
         before, change = tables.fingerprint, folded.fingerprint_change
     else:  # another writer committed since the fold read the state: count again
@@ -87,19 +88,20 @@ def _after_merge(
         current_df = None if version is None else read_version(ctx.spark, uri, version)
         changes_df = folded.state_df.transform(with_change_kind, current_df, ctx.fold)
         before, change = None, summarize_changes(changes_df, ctx.fold.measure)[1]
-    if version is None:
+    if info is None:
         return EMPTY.plus(change)
     if before is None:
-        before = _fingerprint_at(ctx, version)
+        before = _fingerprint_at(ctx, info)
     return before.plus(change)
 
 
-def _fingerprint_at(ctx: RunContext, version: int) -> Fingerprint:
-    """What the log records for state `version`, or, where nothing is, its rows' own."""
-    info = describe(ctx.spark, ctx.request.table, "state table", ctx.config.s3)
-    found = recorded(info.commit_infos(), version) if info else None
+def _fingerprint_at(ctx: RunContext, info: TableInfo) -> Fingerprint:
+    """What the log records for the state's version `info` found, or, where nothing is, its
+    rows' own."""
+    found = recorded(info.commit_infos(), info.version)
     if found is not None and found.fingerprint is not None:
         return found.fingerprint
+    version = info.version
     ctx.progress(f"state version {version} records no fingerprint: computing it from its rows")
     rows_df = read_version(ctx.spark, ctx.request.table, version)
     return fingerprint_of(rows_df, ctx.fold.state_schema)

@@ -27,6 +27,19 @@ def new_run_id() -> str:
 
 
 @dataclass(frozen=True)
+class RedriveFilter:
+    """Which quarantined records a redrive re-reads (contract section 11): those whose
+    current reason starts with one of `reasons` (any, if none), quarantined by `run_id`
+    (any, if None)."""
+
+    reasons: tuple[str, ...] = ()
+    run_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reasons": list(self.reasons), "run_id": self.run_id}
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """One backfill run, as the user asked for it. The events and quarantine tables default
     to `<table>_events` and `<table>_quarantine`."""
@@ -43,6 +56,8 @@ class RunRequest:
     # Delta idempotent writes: (app id, version). A commit whose version is not above the
     # last one recorded for the app id is skipped, so a retried window applies once.
     txn: tuple[str, int] | None = None
+    # A redrive: the run's records are these quarantined ones, not `sources`.
+    redrive: RedriveFilter | None = None
 
     def __post_init__(self) -> None:
         if not self.quarantine_table:
@@ -107,6 +122,7 @@ class RunContext:
                 "quarantined": counts.quarantined,
             },
             "code_version": self.code_version,
+            **({"redrive": request.redrive.to_json()} if request.redrive else {}),
             **extra,
         }
 

@@ -4,18 +4,20 @@ the counts of contract sections 2 and 3."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipelines.io.quarantine_table import redrivable
 from pipelines.io.sources import read_sources
 from pipelines.io.tables import read_version
-from pipelines.report import Counts
+from pipelines.report import Counts, RedriveCounts
 from pipelines.run.accounting import count_by_reason, count_records, step
 from pipelines.run.context import RunContext
 from pipelines.run.preflight import Tables
+from pipelines.schema import ADMITTED, DUPLICATE, REDRIVE_OUTCOME, REDRIVEN_BY, Source
 from pipelines.transforms.dedupe import (
     BROADCAST_LOSERS,
     CONFLICT,
@@ -25,6 +27,7 @@ from pipelines.transforms.dedupe import (
     split_by_copies,
 )
 from pipelines.transforms.quarantine import quarantine_rows
+from pipelines.transforms.redrive import redrive_outcomes
 from pipelines.transforms.stored import (
     STORED_BUCKET,
     as_event_rows,
@@ -40,17 +43,34 @@ class Batch:
 
     counts: Counts
     outcomes_df: DataFrame  # each valid copy's dedupe outcome, and whether it `replaces`
-    quarantine_df: DataFrame  # rows for the quarantine table
+    quarantine_df: DataFrame | None  # rows for the quarantine table; None: none to add
     winners_df: DataFrame | None  # rows for the events table; None when nothing is new
     stored_df: DataFrame | None  # the events table before this run; None if there is none
     replacing: int  # stored events a newer copy of this batch replaces
+    # A redrive's: each quarantine row's outcome (`redrive_outcomes`, and the stored copies
+    # it displaced, quarantined as conflict losers), and the counts of the redriven ones.
+    redrive_df: DataFrame | None = None
+    redrive: RedriveCounts | None = None
 
 
 def ingest(ctx: RunContext, tables: Tables) -> Batch:
     spark, request, fold = ctx.spark, ctx.request, ctx.fold
-    ctx.progress(f"reading {len(request.sources)} source(s) and validating every record")
+    if request.redrive is None:
+        ctx.progress(f"reading {len(request.sources)} source(s) and validating every record")
+        sources = read_sources(spark, request.sources, request.window)
+    else:
+        ctx.progress(f"re-reading quarantined records from {request.quarantine_table}")
+        assert tables.quarantine_version is not None  # preflight refuses a redrive without
+        records_df = redrivable(
+            spark,
+            request.quarantine_table,
+            tables.quarantine_version,
+            request.redrive.reasons,
+            request.redrive.run_id,
+        )
+        sources = [Source(records_df, columns=None, carried=("record_key",))]
     parsed_df = (
-        parse_sources(read_sources(spark, request.sources, request.window), ctx.config.fields, fold)
+        parse_sources(sources, ctx.config.fields, fold)
         # Names a record for the semi-joins that fetch raw text by id; stable because the
         # parsed records are persisted before anything reads the id.
         .withColumn("record_id", F.monotonically_increasing_id())
@@ -97,14 +117,51 @@ def ingest(ctx: RunContext, tables: Tables) -> Batch:
         displaced_df = displaced_copies(
             stored_df, outcomes_df, sorted({r[STORED_BUCKET] for r in replaced})
         )
-    return Batch(
+    # A redrive adds no row for a record it re-read (its row is there already) but those
+    # of the stored copies it displaced.
+    quarantine_df = quarantine_rows(
+        None if request.redrive else rejects_df, displaced_df, request.run_id
+    )
+    batch = Batch(
         counts=counts,
         outcomes_df=outcomes_df,
-        quarantine_df=quarantine_rows(rejects_df, displaced_df, request.run_id),
+        quarantine_df=quarantine_df,
         winners_df=_winners(ctx, parsed_df, outcomes_df, counts, valid_copies, tables.buckets),
         stored_df=stored_df,
         replacing=replacing,
     )
+    return batch if request.redrive is None else _redriven(ctx, batch, parsed_df)
+
+
+def _redriven(ctx: RunContext, batch: Batch, parsed_df: DataFrame) -> Batch:
+    """The batch with each redriven record's outcome and their counts."""
+    assert ctx.request.redrive is not None
+    outcomes_df = ctx.persist(
+        redrive_outcomes(parsed_df, batch.outcomes_df, batch.stored_df, ctx.request.run_id)
+    )
+    with step(ctx.spark, ctx.request.run_id, "redrive"):
+        by_outcome = {
+            r[REDRIVE_OUTCOME]: r["count"]
+            for r in outcomes_df.groupBy(REDRIVE_OUTCOME).count().collect()
+        }
+    admitted, duplicates = by_outcome.get(ADMITTED, 0), by_outcome.get(DUPLICATE, 0)
+    redriven = sum(by_outcome.values())
+    counts = RedriveCounts(
+        filter=ctx.request.redrive.to_json(),
+        redriven=redriven,
+        admitted=admitted,
+        duplicates_dropped=duplicates,
+        still_quarantined=redriven - admitted - duplicates,
+        by_outcome=by_outcome,
+    )
+    if batch.quarantine_df is not None:  # displaced copies: lost to this redrive's copy
+        displaced_df = batch.quarantine_df.select(
+            "record_key",
+            F.lit(ctx.request.run_id).alias(REDRIVEN_BY),
+            F.col("reason").alias(REDRIVE_OUTCOME),
+        )
+        outcomes_df = outcomes_df.unionByName(displaced_df)
+    return replace(batch, redrive_df=outcomes_df, redrive=counts)
 
 
 def _winners(

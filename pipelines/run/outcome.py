@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipelines.io.reports import report_beside_table, write_report
-from pipelines.report import Counts, KeyChanges, RunReport
+from pipelines.report import Counts, KeyChanges, RedriveCounts, RunReport
 from pipelines.run.commit import Committed
 from pipelines.run.context import RunContext
 from pipelines.run.fold import Folded
 from pipelines.run.ingest import Batch
 from pipelines.run.plan import Plan
 from pipelines.run.preflight import Tables
+from pipelines.run.redrive import Marked
 from pipelines.run.store import Stored
 
 
@@ -25,6 +26,7 @@ class Stages:
     plan: Plan | None = None
     folded: Folded | None = None
     committed: Committed | None = None
+    marked: Marked | None = None
 
 
 def run_report(ctx: RunContext, done: Stages, failed: bool, duration: float) -> RunReport:
@@ -45,7 +47,13 @@ def run_report(ctx: RunContext, done: Stages, failed: bool, duration: float) -> 
         table_version_after=(
             done.committed.table_version if done.committed else tables.state_version
         ),
-        quarantine_version_after=stored.quarantine_version if stored else tables.quarantine_version,
+        quarantine_version_after=(
+            done.marked.quarantine_version
+            if done.marked
+            else stored.quarantine_version
+            if stored
+            else tables.quarantine_version
+        ),
         quarantine_rows_added=stored.quarantine_rows_added if stored else 0,
         events_version_before=tables.events_version,
         events_version_after=stored.events_version if stored else tables.events_version,
@@ -62,10 +70,18 @@ def run_report(ctx: RunContext, done: Stages, failed: bool, duration: float) -> 
             if done.committed and done.committed.fingerprint
             else None
         ),
+        redrive=_redrive(done),
         started_at=ctx.started_at,
         duration_seconds=round(duration, 3),
         code_version=ctx.code_version,
     )
+
+
+def _redrive(done: Stages) -> RedriveCounts | None:
+    if done.batch is None or done.batch.redrive is None:
+        return None
+    marked = done.marked.rows_marked if done.marked else 0
+    return replace(done.batch.redrive, quarantine_rows_marked=marked)
 
 
 def _status(done: Stages, failed: bool, dry_run: bool) -> str:

@@ -57,6 +57,8 @@ def preflight(ctx: RunContext) -> Tables:
             "on new data only"
         )
     quarantine = found["quarantine table"]
+    if request.redrive is not None and quarantine is None:
+        raise nothing_to_redrive(request.quarantine_table)
     buckets = ctx.config.events.buckets
     if events is not None:
         buckets = int(events.properties.get(BUCKETS_PROPERTY, buckets))
@@ -77,6 +79,10 @@ def preflight(ctx: RunContext) -> Tables:
         mark=mark,
         fingerprint=fingerprint,
     )
+
+
+def nothing_to_redrive(quarantine_uri: str) -> UsageError:
+    return UsageError(f"nothing to redrive: there is no quarantine table at {quarantine_uri}")
 
 
 def _readable_mark(ctx: RunContext, events: TableInfo, mark: int | None) -> int | None:

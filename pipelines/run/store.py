@@ -41,14 +41,15 @@ def store(ctx: RunContext, tables: Tables, batch: Batch) -> Stored:
     )
     if request.dry_run:
         return nothing
-    max_ratio = ctx.config.quarantine.max_ratio
+    # The threshold guards against a bad night; a redrive's records were quarantined before.
+    max_ratio = None if request.redrive else ctx.config.quarantine.max_ratio
     over_threshold = max_ratio is not None and counts.quarantined_ratio > max_ratio
     quarantined = replace(nothing, over_threshold=over_threshold)
     with (
         commit_metadata(spark, ctx.commit_metadata(counts, ctx.requested_mode)),
         idempotent_writes(spark, request.txn),
     ):
-        if counts.quarantined or batch.replacing:
+        if batch.quarantine_df is not None and (counts.quarantined or batch.replacing):
             ctx.progress(f"quarantining into {request.quarantine_table}")
             with step(spark, request.run_id, "quarantine"):
                 merged = merge_quarantine(spark, request.quarantine_table, batch.quarantine_df)

@@ -15,20 +15,22 @@ from pipelines.schema import QUARANTINE_COLUMNS
 
 
 def quarantine_rows(
-    rejects_df: DataFrame, displaced_df: DataFrame | None, run_id: str
-) -> DataFrame:
-    """This run's rejected records and the stored copies it displaced, once per `record_key`.
-
-    `rejects_df` holds records read by this run (with their `record_id`); a displaced copy is
-    the record an earlier run accepted, its first occurrence in its file.
+    rejects_df: DataFrame | None, displaced_df: DataFrame | None, run_id: str
+) -> DataFrame | None:
+    """This run's rejected records and the stored copies it displaced, once per `record_key`
+    (None: neither). `rejects_df` holds records read by this run (with their `record_id`); a
+    displaced copy is the record an earlier run accepted, its first occurrence in its file.
     """
-    same_text = Window.partitionBy("source_file", "raw").orderBy("record_id")
-    rejects = rejects_df.select(
-        *QUARANTINE_COLUMNS, F.row_number().over(same_text).alias("occurrence")
-    )
+    parts = []
+    if rejects_df is not None:
+        same_text = Window.partitionBy("source_file", "raw").orderBy("record_id")
+        occurrence = F.row_number().over(same_text).alias("occurrence")
+        parts.append(rejects_df.select(*QUARANTINE_COLUMNS, occurrence))
     if displaced_df is not None:
-        displaced = displaced_df.select(*QUARANTINE_COLUMNS, F.lit(1).alias("occurrence"))
-        rejects = rejects.unionByName(displaced)
+        parts.append(displaced_df.select(*QUARANTINE_COLUMNS, F.lit(1).alias("occurrence")))
+    if not parts:
+        return None
+    rejects = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     return (
         rejects.withColumn("record_key", _record_key())
         .dropDuplicates(["record_key"])

@@ -96,8 +96,11 @@ class RecordChecker:
                 gc.enable()
             columns = zip(*rows, strict=True) if rows else [[]] * len(types)
             arrays = [pa.array(values, type=t) for values, t in zip(columns, types, strict=True)]
+            # Columns after the first two (a redriven record's `record_key`) pass through.
+            carried = batch.schema.names[2:]
             yield pa.RecordBatch.from_arrays(
-                [batch.column(0), batch.column(1), *arrays], names=["source_file", "raw", *names]
+                [batch.column(0), batch.column(1), *arrays, *batch.columns[2:]],
+                names=["source_file", "raw", *names, *carried],
             )
 
     def _decoded(self, raw: bytes) -> tuple[Any, ...] | None:

@@ -76,15 +76,16 @@ def parse_sources(sources: list[Source], fields: FieldNames, fold: Fold) -> Data
     """Every record of every source as `parse_events` gives them: typed Parquet checked on
     its columns here, the rest (JSON text, Parquet of other types as JSON) by the parser."""
     texts, parsed = [], []
+    carried = sources[0].carried
     for source in sources:
         plan = typed_plan(source.columns, fields, fold) if source.columns is not None else None
         if plan is None:
-            texts.append(source.df.select(SOURCE_FILE, RAW))
+            texts.append(source.df.select(SOURCE_FILE, RAW, *carried))
         else:
             parsed.append(check_typed(source.df, plan, fold))
     if texts:
-        raw_df = reduce(DataFrame.unionByName, texts).toDF("source_file", "raw")
-        parsed.insert(0, raw_df.transform(parse_events, fields, fold))
+        raw_df = reduce(DataFrame.unionByName, texts).toDF("source_file", "raw", *carried)
+        parsed.insert(0, raw_df.transform(parse_events, fields, fold, carried))
     return reduce(DataFrame.unionByName, parsed)
 
 

@@ -30,16 +30,20 @@ _CHECKED_COMMON = (
 _CHECKED_TAIL = "ingested_at_text string, checked_reason string, later_reason string"
 
 
-def parse_events(raw_df: DataFrame, fields: FieldNames, fold: Fold) -> DataFrame:
+def parse_events(
+    raw_df: DataFrame, fields: FieldNames, fold: Fold, carried: tuple[str, ...] = ()
+) -> DataFrame:
     """`(source_file, raw)` -> one row per record with typed fields and a `reason` or NULL.
 
     The typed fields are the common ones, then the fold's own (`fold.fields`), then
-    `ingested_at`: the events table's columns.
+    `ingested_at`: the events table's columns. The string columns `carried` pass through.
     """
     checker = RecordChecker(fields.as_dict(), fold.ops, fold.fields)
     payload_schema = "".join(f"{text_column(f.name)} string, " for f in fold.fields)
-    checked_df = raw_df.select("source_file", "raw").mapInArrow(
-        checker.check_batches, f"{_CHECKED_COMMON}, {payload_schema}{_CHECKED_TAIL}"
+    carried_schema = "".join(f", {name} string" for name in carried)
+    checked_df = raw_df.select("source_file", "raw", *carried).mapInArrow(
+        checker.check_batches,
+        f"{_CHECKED_COMMON}, {payload_schema}{_CHECKED_TAIL}{carried_schema}",
     )
     event_time = _timestamp("event_time_text")
     ingested_at = _timestamp("ingested_at_text")
@@ -63,6 +67,7 @@ def parse_events(raw_df: DataFrame, fields: FieldNames, fold: Fold) -> DataFrame
         *[F.col(text_column(f.name)).cast(f.spark_type).alias(f.name) for f in fold.fields],
         ingested_at.alias("ingested_at"),
         reason.alias("reason"),
+        *carried,
     )
 
 
