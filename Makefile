@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_VERSION ?= 3.1.3
 
-.PHONY: setup airflow demo test soak bench lint typecheck clean
+.PHONY: setup airflow pushgateway demo test soak bench lint typecheck clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,21 @@ $(AIRFLOW_VENV)/.installed:
 
 airflow: $(AIRFLOW_VENV)/.installed
 
+# The Pushgateway the metrics tests push to: Debian's package unpacked into the venv, so no
+# service is installed or started (the tests start it on a free loopback port).
+PUSHGATEWAY := $(VENV)/bin/prometheus-pushgateway
+$(PUSHGATEWAY): | $(STAMP)
+	rm -rf $(VENV)/debs && mkdir -p $(VENV)/debs
+	cd $(VENV)/debs && (apt-get download prometheus-pushgateway 2>/dev/null || \
+		(apt-get update -qq && apt-get download prometheus-pushgateway))
+	dpkg-deb -x $(VENV)/debs/prometheus-pushgateway_*.deb $(VENV)/debs/root
+	cp $(VENV)/debs/root/usr/bin/prometheus-pushgateway $@
+	rm -rf $(VENV)/debs
+
+pushgateway: $(PUSHGATEWAY)
+
 # Two workers (pytest-xdist), each with its own Spark session; a test's figures are summed.
-test: setup airflow lint typecheck
+test: setup airflow pushgateway lint typecheck
 	$(PY) -m pytest -n 2 --dist worksteal --durations=30
 
 # The long runs: the reliability suite with 20 kills and ten times the generated hostile

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="increasing per --txn-app-id, e.g. the window's date as YYYYMMDD",
     )
+    _add_observe_flags(run)
     run.set_defaults(handler=commands.cmd_run)
 
     generate = subcommands.add_parser("generate", help="write a realistic event log with faults")
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="compute and report everything, commit nothing"
     )
     redrive.add_argument("--report", metavar="FILE", help="write the run report as JSON here")
+    _add_observe_flags(redrive)
     redrive.set_defaults(handler=commands.cmd_redrive)
 
     demo = subcommands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
@@ -223,6 +225,26 @@ def _add_table_flags(parser: argparse.ArgumentParser) -> None:
         "--events-table",
         metavar="URI",
         help="events Delta table: every accepted event (default: <table>_events)",
+    )
+
+
+def _add_observe_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the run's metrics and lineage go (contract section 12; config `metrics:`,
+    `lineage:`)."""
+    parser.add_argument(
+        "--metrics-push",
+        metavar="URL",
+        help="push the run's metrics to this Prometheus Pushgateway (job backfill, label table)",
+    )
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's metrics here for node_exporter's textfile collector",
+    )
+    parser.add_argument(
+        "--lineage",
+        metavar="URL|file:PATH",
+        help="emit OpenLineage START and COMPLETE/FAIL events to this endpoint or file",
     )
 
 

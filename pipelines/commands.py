@@ -27,6 +27,9 @@ OVERRIDE_FLAGS = {
     "spark.shuffle_partitions": "--shuffle-partitions",
     "quarantine.max_ratio": "--max-quarantine-ratio",
     "tables.retain_days": "--retain-days",
+    "metrics.pushgateway": "--metrics-push",
+    "metrics.file": "--metrics-file",
+    "lineage.target": "--lineage",
 }
 
 
@@ -42,6 +45,9 @@ def load_run_config(args: argparse.Namespace) -> Config:
             "spark.shuffle_partitions": getattr(args, "shuffle_partitions", None),
             "quarantine.max_ratio": getattr(args, "max_quarantine_ratio", None),
             "tables.retain_days": getattr(args, "retain_days", None),
+            "metrics.pushgateway": getattr(args, "metrics_push", None),
+            "metrics.file": getattr(args, "metrics_file", None),
+            "lineage.target": getattr(args, "lineage", None),
         },
     )
     get_fold(config.fold, config.fold_options)

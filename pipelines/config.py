@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import UsageError
 
@@ -128,6 +128,37 @@ class TablesConfig(_Frozen):
     deletion_vectors: bool = False
 
 
+class MetricsConfig(_Frozen):
+    """Where each run's metrics go (contract section 12); both off by default."""
+
+    # A Prometheus Pushgateway, e.g. http://pushgateway:9091 (job `backfill`, label `table`)
+    pushgateway: str | None = None
+    # A file for node_exporter's textfile collector, e.g. /var/lib/node_exporter/backfill.prom
+    file: str | None = None
+    # How long a gateway that does not answer may hold the end of a run (it costs a warning)
+    timeout_seconds: float = Field(default=3, gt=0, le=60)
+
+
+class LineageConfig(_Frozen):
+    """Where each run's OpenLineage events go (contract section 12); off by default.
+
+    `target` is an OpenLineage HTTP endpoint's base URL (events are POSTed to its
+    `api/v1/lineage`, as Marquez takes them) or `file:PATH` (one JSON event per line,
+    appended). `lineage: URL` is short for `lineage: {target: URL}`.
+    """
+
+    target: str | None = None
+    namespace: str = "backfill"  # the jobs' namespace
+    timeout_seconds: float = Field(default=3, gt=0, le=60)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_alone(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        return {"target": data} if isinstance(data, str) else data
+
+
 class Config(_Frozen):
     fields: FieldNames = FieldNames()
     fold: str = "balance"  # a built-in, an installed plugin's name, or package.module:Class
@@ -137,6 +168,8 @@ class Config(_Frozen):
     tables: TablesConfig = TablesConfig()
     spark: SparkConfig = SparkConfig()
     s3: S3Config = S3Config()
+    metrics: MetricsConfig = MetricsConfig()
+    lineage: LineageConfig = LineageConfig()
 
     def with_overrides(self, *, flags: dict[str, str] | None = None, **overrides: Any) -> Config:
         """Return a copy with dotted keys replaced, e.g. `{"spark.master": "local[2]"}`; a

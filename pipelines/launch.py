@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,11 +14,48 @@ from pipelines.config import Config
 from pipelines.errors import BackfillError, ExitCode, RunFailed
 
 if TYPE_CHECKING:  # the run's modules load Spark's Python side: only once a run starts
+    from pipelines.report import RunReport
     from pipelines.run import RunRequest
 
 
 def launch(config: Config, request: RunRequest, progress: ConsoleProgress) -> int:
-    """Check where the run writes, start Spark, run, print the summary; the exit code."""
+    """Check where the run writes, start Spark, run, print the summary; the exit code. The
+    operators' systems hear of the run at its start and its end, however it ends."""
+    from pipelines.observe.observer import Observer
+
+    observer = Observer(
+        config,
+        request.run_id,
+        request.table,
+        inputs=list(request.sources),
+        outputs=[request.table, request.events_table, request.quarantine_table],
+        redrive=request.redrive is not None,
+    )
+    observer.started()
+    reports: list[RunReport] = []
+    code, error = int(ExitCode.FAILED), None
+    try:
+        code = _launch(config, request, progress, reports.append)
+        return code
+    except BackfillError as exc:
+        code, error = int(exc.exit_code), str(exc)
+        raise
+    except KeyboardInterrupt:
+        code, error = int(ExitCode.INTERRUPTED), "interrupted"
+        raise
+    except Exception as exc:
+        error = str(exc)
+        raise
+    finally:
+        observer.finished(reports[-1] if reports else None, code, error)
+
+
+def _launch(
+    config: Config,
+    request: RunRequest,
+    progress: ConsoleProgress,
+    on_report: Callable[[RunReport], None],
+) -> int:
     from pipelines.io import s3
     from pipelines.io.locations import check_report_path, check_table_location
     from pipelines.report import format_summary
@@ -43,7 +81,7 @@ def launch(config: Config, request: RunRequest, progress: ConsoleProgress) -> in
         spark = build_session(config, show_progress=sys.stderr.isatty(), log_file=log_file)
         progress.doing = "checking the tables"
         try:
-            report = run_backfill(spark, config, request, progress=progress)
+            report = run_backfill(spark, config, request, progress=progress, on_report=on_report)
         finally:
             spark.stop()
     except BackfillError:

@@ -85,7 +85,18 @@ def test_bad_config_values_exit_2(tmp_path):
 
 
 SUBCOMMANDS = {
-    "run": ["--source", "--table", "--fold", "--from", "--to", "--report", "--dry-run"],
+    "run": [
+        "--source",
+        "--table",
+        "--fold",
+        "--from",
+        "--to",
+        "--report",
+        "--dry-run",
+        "--metrics-push",
+        "--metrics-file",
+        "--lineage",
+    ],
     "generate": ["--out", "--events", "--keys", "--fold", "--format", "--garbage-rate"],
     "history": ["--table"],
     "diff": ["--table", "--from-version", "--to-version"],
@@ -108,6 +119,8 @@ SUBCOMMANDS = {
         "--fold",
         "--dry-run",
         "--report",
+        "--metrics-push",
+        "--lineage",
     ],
     "demo": ["--workdir", "--events", "--keys", "--fold"],
 }

@@ -51,8 +51,10 @@ class _Variables(dict):
         return self[name]
 
 
-def render(template: str) -> list[str]:
-    variables = _Variables(backfill_source="s3a://lake/raw/events/", backfill_table="/lake/state")
+def render(template: str, **more: str) -> list[str]:
+    variables = _Variables(
+        backfill_source="s3a://lake/raw/events/", backfill_table="/lake/state", **more
+    )
     context = {
         "var": SimpleNamespace(value=variables),
         "dag": SimpleNamespace(dag_id="backfill_daily"),
@@ -97,6 +99,15 @@ def test_dag_parses_in_real_airflow_and_submits_an_idempotent_daily_run(tmp_path
     assert (str(args.from_date), str(args.to_date)) == ("2026-03-04", "2026-03-04")
     assert (args.txn_app_id, args.full) == (None, False)  # a cleared old date runs again
     assert args.run_id == "backfill_daily-20260304-try2"
+    assert (args.metrics_push, args.metrics_file, args.lineage) == (None, None, None)
+    observed = render(
+        daily["bash_command"],
+        backfill_pushgateway="http://pushgateway:9091",
+        backfill_lineage="http://marquez:5000",
+    )
+    args = build_parser().parse_args(observed[observed.index("--") + 1 :])
+    assert (args.metrics_push, args.metrics_file) == ("http://pushgateway:9091", None)
+    assert args.lineage == "http://marquez:5000"
 
     # The weekly upkeep of the same tables (contract section 9).
     assert (weekly["task_id"], weekly["schedule"]) == ("maintain", "@weekly")

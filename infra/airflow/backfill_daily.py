@@ -14,6 +14,12 @@ Settings come from Airflow Variables, with these defaults:
   backfill_config  the pipeline config                    (<home>/conf/local.yaml)
   backfill_source  the raw events, dt=YYYY-MM-DD partitioned (required)
   backfill_table   the state Delta table                  (required)
+  backfill_pushgateway  a Prometheus Pushgateway URL for each run's metrics   (none)
+  backfill_metrics_file a node_exporter textfile path for them               (none)
+  backfill_lineage      an OpenLineage endpoint URL or file:PATH             (none)
+
+With Airflow's OpenLineage provider installed, each run's lineage names this task's run as
+its parent (OPENLINEAGE_PARENT_ID / OPENLINEAGE_ROOT_PARENT_ID from the provider's macros).
 """
 
 from __future__ import annotations
@@ -40,7 +46,22 @@ SUBMIT = (
     " --table {{ var.value.backfill_table }}"
     " --run-id {{ dag.dag_id }}-{{ ds_nodash }}-try{{ ti.try_number }}"
     " --report {{ var.value.backfill_table }}_reports/{{ ds }}.json"
+    # Where operators look (contract section 12): each flag only where its Variable is set.
+    "{% for flag, name in [('--metrics-push', 'backfill_pushgateway'),"
+    " ('--metrics-file', 'backfill_metrics_file'), ('--lineage', 'backfill_lineage')] %}"
+    "{% if var.value.get(name, '') %} {{ flag }} {{ var.value.get(name) }}{% endif %}"
+    "{% endfor %}"
 )
+# The provider's ids of this task's run and of the DAG run, as `namespace/job/run id`.
+PLUGIN = "macros.OpenLineageProviderPlugin"
+LINEAGE_PARENT = {
+    "OPENLINEAGE_PARENT_ID": (
+        f"{{{{ {PLUGIN}.lineage_parent_id(task_instance) if {PLUGIN} is defined else '' }}}}"
+    ),
+    "OPENLINEAGE_ROOT_PARENT_ID": (
+        f"{{{{ {PLUGIN}.lineage_root_parent_id(task_instance) if {PLUGIN} is defined else '' }}}}"
+    ),
+}
 
 with DAG(
     dag_id="backfill_daily",
@@ -57,4 +78,4 @@ with DAG(
     },
     tags=["backfill", "delta"],
 ) as dag:
-    BashOperator(task_id="backfill", bash_command=SUBMIT)
+    BashOperator(task_id="backfill", bash_command=SUBMIT, env=LINEAGE_PARENT, append_env=True)

@@ -14,6 +14,13 @@ if ! flock --nonblock 9; then
   echo "backfill: another run holds $lock; not starting" >&2
   exit 75
 fi
+# Where operators look (contract section 12), when set: BACKFILL_METRICS_PUSH (a Pushgateway
+# URL), BACKFILL_METRICS_FILE (a node_exporter textfile), BACKFILL_LINEAGE (OpenLineage URL or
+# file:PATH). The config's metrics: and lineage: do the same for every run.
+observe=()
+if [ -n "${BACKFILL_METRICS_PUSH:-}" ]; then observe+=(--metrics-push "$BACKFILL_METRICS_PUSH"); fi
+if [ -n "${BACKFILL_METRICS_FILE:-}" ]; then observe+=(--metrics-file "$BACKFILL_METRICS_FILE"); fi
+if [ -n "${BACKFILL_LINEAGE:-}" ]; then observe+=(--lineage "$BACKFILL_LINEAGE"); fi
 "$home/.venv/bin/backfill" run --source "$source_uri" --from "$day" --to "$day" \
   --table "$table" --run-id "cron-$day-$(date -u +%H%M%S)" \
-  --report "$home/reports/$day.json" "$@"
+  --report "$home/reports/$day.json" ${observe[@]+"${observe[@]}"} "$@"

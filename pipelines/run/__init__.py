@@ -11,6 +11,7 @@ the mark. Each stage takes the context and what the stages before it returned.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -25,12 +26,17 @@ __all__ = ["Progress", "RedriveFilter", "RunRequest", "new_run_id", "run_backfil
 
 
 def run_backfill(
-    spark: SparkSession, config: Config, request: RunRequest, progress: Progress
+    spark: SparkSession,
+    config: Config,
+    request: RunRequest,
+    progress: Progress,
+    on_report: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Run one backfill and return its report; `report.status` says what was committed.
 
     Status `quarantine_threshold_exceeded` means the quarantine was written and neither the
     events nor the state were. Raises `RunFailed` when the accounting does not balance.
+    `on_report` is given the report however the run ends, a failed one's too.
     """
     started = time.monotonic()
     ctx = RunContext.open(spark, config, request, progress)
@@ -59,4 +65,6 @@ def run_backfill(
         ctx.release()
         report = run_report(ctx, done, failed, time.monotonic() - started)
         keep_report(ctx, report)
+        if on_report is not None:
+            on_report(report)
     return report
