@@ -64,9 +64,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.from_date and args.to_date and args.from_date > args.to_date:
         raise UsageError(f"--from {args.from_date} is after --to {args.to_date}")
     progress = ConsoleProgress()
-    for stats in check_sources(args.source, config.s3):
-        more = "+" if stats.truncated else ""
-        progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
+
+    def sources_found() -> None:
+        for stats in check_sources(args.source, config.s3):
+            more = "+" if stats.truncated else ""
+            progress(f"{stats.uri}: {stats.objects:,}{more} objects, {stats.bytes / 1e6:,.1f} MB")
+
     request = RunRequest(
         sources=args.source,
         table=args.table,
@@ -79,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=args.run_id or new_run_id(),
         txn=(args.txn_app_id, args.txn_version) if args.txn_app_id is not None else None,
     )
-    return launch(config, request, progress)
+    return launch(config, request, progress, sources_found)
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
@@ -91,9 +94,12 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
     config = load_run_config(args)
     quarantine = args.quarantine or default_quarantine_uri(args.table)
-    local = local_path(quarantine)
-    if local is not None and not (local / "_delta_log").is_dir():
-        raise nothing_to_redrive(quarantine)  # said before Spark starts
+
+    def quarantine_found() -> None:
+        local = local_path(quarantine)
+        if local is not None and not (local / "_delta_log").is_dir():
+            raise nothing_to_redrive(quarantine)  # said before Spark starts
+
     request = RunRequest(
         sources=[quarantine],
         table=args.table,
@@ -104,7 +110,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         run_id=new_run_id(),
         redrive=RedriveFilter(tuple(args.reason or ()), args.quarantined_by),
     )
-    return launch(config, request, ConsoleProgress())
+    return launch(config, request, ConsoleProgress(), quarantine_found)
 
 
 def cmd_history(args: argparse.Namespace) -> int:

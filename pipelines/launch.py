@@ -18,9 +18,15 @@ if TYPE_CHECKING:  # the run's modules load Spark's Python side: only once a run
     from pipelines.run import RunRequest
 
 
-def launch(config: Config, request: RunRequest, progress: ConsoleProgress) -> int:
-    """Check where the run writes, start Spark, run, print the summary; the exit code. The
-    operators' systems hear of the run at its start and its end, however it ends."""
+def launch(
+    config: Config,
+    request: RunRequest,
+    progress: ConsoleProgress,
+    checks: Callable[[], None] | None = None,
+) -> int:
+    """Run `checks` (of the sources, say), check where the run writes, start Spark, run,
+    print the summary; the exit code. The operators' systems hear of the run at its start
+    and its end, however it ends: a usage error the checks find is a run that ended 2."""
     from pipelines.observe.observer import Observer
 
     observer = Observer(
@@ -35,6 +41,8 @@ def launch(config: Config, request: RunRequest, progress: ConsoleProgress) -> in
     reports: list[RunReport] = []
     code, error = int(ExitCode.FAILED), None
     try:
+        if checks is not None:
+            checks()
         code = _launch(config, request, progress, reports.append)
         return code
     except BackfillError as exc:

@@ -401,3 +401,23 @@ def test_the_alert_rules_and_the_dashboard_name_only_series_a_run_writes():
         assert named and named <= written, expr
     stale = next(r for r in rules if r["alert"] == "BackfillLastSuccessStale")
     assert "backfill_last_success_timestamp_seconds" in stale["expr"]
+
+
+def test_a_run_that_ends_with_a_usage_error_reports_status_2_before_spark(tmp_path):
+    prom = tmp_path / "backfill.prom"
+    table = str(tmp_path / "state")
+
+    result = run_main(
+        "run",
+        "--source",
+        str(tmp_path / "no-such-dir"),
+        "--table",
+        table,
+        "--metrics-file",
+        str(prom),
+    )  # no Spark session: the test fails if the command asks for one
+
+    assert result.returncode == 2
+    written = samples(prom.read_text(), table)
+    assert written[("backfill_last_run_status", "")] == 2
+    assert ("backfill_last_success_timestamp_seconds", "") not in written
