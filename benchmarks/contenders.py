@@ -350,7 +350,34 @@ def session_floor(data: Path, work: Path) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started, "spark_startup_seconds": startup}
 
 
+def fingerprint_cost(data: Path, work: Path) -> dict[str, Any]:
+    """What a night pays for its fingerprint against a fingerprint counted from every row:
+    the hash sum over the rows a night changing 1% of the keys writes (its change frame,
+    held in memory as the run holds it), and over every row of the state read from its
+    table (what each night would pay if the fingerprint were not kept from the changes)."""
+    from pipelines.transforms.fingerprint import fingerprint_of
+
+    spark, _ = _session()
+    state_df = spark.read.format("delta").load(str(work / "state"))
+    rows = state_df.count()
+    night_df = state_df.sample(fraction=0.01, seed=1).persist()
+    changed = night_df.count()
+    started = time.monotonic()
+    fingerprint_of(night_df)
+    night_seconds = time.monotonic() - started
+    started = time.monotonic()
+    fingerprint_of(state_df)
+    whole_seconds = time.monotonic() - started
+    return {
+        "state_rows": rows,
+        "night_rows": changed,
+        "night_fingerprint_seconds": round(night_seconds, 3),
+        "whole_fingerprint_seconds": round(whole_seconds, 3),
+    }
+
+
 CONTENDERS = {
+    "fingerprint_cost": fingerprint_cost,
     "spark_floor": spark_floor,
     "backfill_empty": backfill_empty,
     "backfill_one_percent": backfill_one_percent,

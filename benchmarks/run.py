@@ -23,6 +23,7 @@ from benchmarks.scenarios import (
     bench_nightly,
     bench_size,
     bench_small_runs,
+    bench_trust,
 )
 from benchmarks.upkeep import bench_upkeep
 
@@ -42,6 +43,13 @@ def main() -> int:
         default=100,
         metavar="NIGHTS",
         help="nights of 20,000 events with and without a weekly maintain (0: skip)",
+    )
+    parser.add_argument(
+        "--trust",
+        type=int,
+        default=10_000_000,
+        metavar="EVENTS",
+        help="verify and verify --deep after a full backfill of this many events (0: skip)",
     )
     parser.add_argument("--out", default=str(HERE / "out"))
     args = parser.parse_args()
@@ -68,6 +76,9 @@ def main() -> int:
     if args.formats:
         report["formats"] = bench_formats(args.formats, out)
         report["measured"]["formats"] = measured
+    if args.trust:
+        report["trust"] = bench_trust(args.trust, out)
+        report["measured"]["trust"] = measured
     if args.upkeep:
         report["upkeep"] = bench_upkeep(out, args.upkeep)
         report["measured"]["upkeep"] = measured

@@ -124,6 +124,30 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     }
 
 
+def bench_trust(events: int, out: Path) -> dict[str, Any]:
+    """A full backfill of `events` (the sizes part's log), then `backfill verify` and
+    `verify --deep` of its state as whole processes, and what a night pays for its
+    fingerprint against counting every row (contract section 10)."""
+    data, work = out / f"events-{events}", out / f"trust-{events}"
+    prepare(
+        data, work, events=events, keys=max(1000, events // 200), seed=42, days=5, files_per_day=8
+    )
+    print(f"  trust: a full backfill of {events:,} events ...", file=sys.stderr, flush=True)
+    backfill = run_contender("backfill_empty", data, work)
+    if "failed" in backfill:
+        return {"events": events, "failed": backfill["failed"]}
+    print("  trust: verify and verify --deep ...", file=sys.stderr, flush=True)
+    verifying = bench_verify(work / "state", cwd=work)
+    print("  trust: a night's fingerprint against every row's ...", file=sys.stderr, flush=True)
+    cost = run_contender("fingerprint_cost", data, work)
+    return {
+        "events": events,
+        "backfill_seconds": round(backfill["seconds"], 1),
+        **verifying,
+        **{k: v for k, v in cost.items() if k not in ("peak_rss_mb", "process_seconds")},
+    }
+
+
 def _tiny_night(path: Path) -> Path:
     """Three new events for keys the small-run log holds, far ahead in their streams."""
     lines = [
