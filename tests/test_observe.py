@@ -421,3 +421,19 @@ def test_a_run_that_ends_with_a_usage_error_reports_status_2_before_spark(tmp_pa
     written = samples(prom.read_text(), table)
     assert written[("backfill_last_run_status", "")] == 2
     assert ("backfill_last_success_timestamp_seconds", "") not in written
+
+
+def test_the_config_names_the_sinks_and_datasets_are_named_as_openlineage_names_them(tmp_path):
+    from pipelines.observe.lineage import dataset_name
+
+    conf = tmp_path / "observed.yaml"
+    conf.write_text("metrics:\n  pushgateway: http://gw:9091\nlineage: file:/var/log/ol.jsonl\n")
+    config = load_config(conf)
+    assert config.metrics.pushgateway == "http://gw:9091" and config.metrics.file is None
+    assert (config.lineage.target, config.lineage.namespace) == (
+        "file:/var/log/ol.jsonl",
+        "backfill",
+    )
+    assert dataset_name("s3a://lake/raw/events/") == ("s3://lake", "raw/events")
+    assert dataset_name(str(tmp_path / "t")) == ("file", str(tmp_path / "t"))
+    assert dataset_name(f"file://{tmp_path}/t") == ("file", f"{tmp_path}/t")

@@ -69,10 +69,10 @@ def dataset_name(uri: str) -> tuple[str, str]:
     """(namespace, name) of a location, as OpenLineage's naming spec has them."""
     parsed = urlparse(uri)
     if parsed.scheme in ("s3", "s3a", "s3n"):
-        return f"s3://{parsed.netloc}", parsed.path.lstrip("/")
+        return f"s3://{parsed.netloc}", parsed.path.strip("/")
     if parsed.scheme in ("", "file"):
         return "file", os.path.abspath(parsed.path if parsed.scheme else uri)
-    return f"{parsed.scheme}://{parsed.netloc}", parsed.path.lstrip("/")
+    return f"{parsed.scheme}://{parsed.netloc}", parsed.path.strip("/")
 
 
 def job_name(table: str, redrive: bool) -> str:
