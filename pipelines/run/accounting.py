@@ -21,7 +21,7 @@ from pipelines.schema import EVENTS_FOLDED, MODE, REFOLD, RESUME
 from pipelines.transforms.dedupe import CONFLICT
 from pipelines.transforms.fingerprint import hash_sum
 
-STEPS = ("validate", "dedupe", "quarantine", "events", "fold", "merge", "redrive")
+STEPS = ("validate", "dedupe", "quarantine", "events", "fold", "merge")
 STEP_PROPERTY = "backfill.step"
 TOP_CHANGES = 5
 

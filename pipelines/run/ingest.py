@@ -139,7 +139,7 @@ def _redriven(ctx: RunContext, batch: Batch, parsed_df: DataFrame) -> Batch:
     outcomes_df = ctx.persist(
         redrive_outcomes(parsed_df, batch.outcomes_df, batch.stored_df, ctx.request.run_id)
     )
-    with step(ctx.spark, ctx.request.run_id, "redrive"):
+    with step(ctx.spark, ctx.request.run_id, "dedupe"):  # the redriven records' outcomes
         by_outcome = {
             r[REDRIVE_OUTCOME]: r["count"]
             for r in outcomes_df.groupBy(REDRIVE_OUTCOME).count().collect()

@@ -28,7 +28,7 @@ def mark(ctx: RunContext, batch: Batch, version: int) -> Marked:
     stage left it; the MERGE compares again with the rows as they are when it commits)."""
     assert batch.redrive_df is not None
     spark, uri = ctx.spark, ctx.request.quarantine_table
-    with step(spark, ctx.request.run_id, "redrive"):
+    with step(spark, ctx.request.run_id, "quarantine"):
         rows_df = read_version(spark, uri, version)
         pending_df = ctx.persist(changed_outcomes(batch.redrive_df, rows_df))
         pending = pending_df.count()
@@ -37,7 +37,7 @@ def mark(ctx: RunContext, batch: Batch, version: int) -> Marked:
     ctx.progress(f"recording the outcome of {pending:,} redriven records in {uri}")
     with (
         commit_metadata(spark, ctx.commit_metadata(batch.counts, ctx.requested_mode)),
-        step(spark, ctx.request.run_id, "redrive"),
+        step(spark, ctx.request.run_id, "quarantine"),
     ):
         ensure_redrive_columns(spark, uri)
         merged = mark_redriven(spark, uri, pending_df)
