@@ -1,7 +1,7 @@
-"""Example user folds. `StockFold`, as docs/folds.md shows one: per-SKU stock with
-reservations; run it with `backfill run --fold tests.folds:StockFold ...`; it is checked with
-`pipelines.testing.check_fold` in `tests/test_plugins.py`. `SnapshotWithReplace`: the
-snapshot fold once it learned an op, whose events a redrive then brings back.
+"""An example user fold, as docs/folds.md shows one: per-SKU stock with reservations.
+
+Run it with `backfill run --fold tests.folds:StockFold ...`; it is checked with
+`pipelines.testing.check_fold` in `tests/test_plugins.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 from pyspark.sql.types import LongType, StructField
 
 from pipelines.folds import EventField, RowFold, sequence_counts, state_schema_with
-from pipelines.folds.snapshot import SnapshotFold
 
 
 class StockFold(RowFold):
@@ -82,28 +81,3 @@ class StockFold(RowFold):
             "available": on_hand - reserved,
             **sequence_counts(events, before),
         }
-
-
-class SnapshotWithReplace(SnapshotFold):
-    """The snapshot fold that learned `replace`: an `upsert` by another name. Its state
-    table is the snapshot fold's, so it takes over tables that fold wrote."""
-
-    ops = SnapshotFold.ops | {"replace"}
-    fields = (
-        EventField(
-            "data",
-            "json",
-            required_for=frozenset({"upsert", "patch", "replace"}),
-            ignored_for=frozenset({"delete"}),
-        ),
-    )
-
-    def fold_rows(self, key: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-        return super().fold_rows(key, _as_upserts(events))
-
-    def resume_rows(self, state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-        return super().resume_rows(state, _as_upserts(events))
-
-
-def _as_upserts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**e, "op": "upsert"} if e["op"] == "replace" else e for e in events]

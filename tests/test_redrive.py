@@ -196,7 +196,7 @@ def test_a_snapshot_fold_that_learned_an_op_redrives_unknown_op(spark, config, t
     assert backfill(spark, snapshot, [night], table).counts.quarantined == 4
 
     result = redrive(
-        spark, table, "--reason", "unknown_op", "--fold", "tests.folds:SnapshotWithReplace"
+        spark, table, "--reason", "unknown_op", "--fold", "tests.learned_fold:SnapshotWithReplace"
     )
 
     assert result.returncode == 0, result.stderr
