@@ -294,3 +294,28 @@ def test_a_runs_view_of_its_tables_is_the_same_from_delta_rs_and_from_spark(
         )
     assert mark == spark_mark
     assert mark is not None
+
+
+def test_a_history_read_after_another_writer_committed_numbers_each_commit_as_its_own(tmp_path):
+    """delta-rs numbers `history()` down from the version its handle was loaded at while it
+    lists later commits too; the log reader must not take one commit for another (a run once
+    took a concurrent MERGE's fingerprint for its CREATE's)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from pipelines.io.delta_log import numbered_history
+
+    table = str(tmp_path / "t")
+    write_deltalake(table, pa.table({"n": [0]}))
+    handle = DeltaTable(table)  # loaded at version 0
+    for n in (1, 2):  # another writer commits twice
+        write_deltalake(table, pa.table({"n": [n]}), mode="append")
+
+    numbered = numbered_history(handle)
+
+    assert [c["version"] for c in numbered] == [2, 1, 0]
+    assert [c["operationParameters"]["mode"] for c in numbered] == [
+        "Append",
+        "Append",
+        "ErrorIfExists",
+    ]

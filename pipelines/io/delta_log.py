@@ -114,8 +114,28 @@ class LogSnapshot:
 
     def commit_infos(self) -> list[dict[str, Any]]:
         """Every kept commit's commitInfo up to this version, newest first."""
-        infos = (i for i in self.table.history() if int(i["version"]) <= self.version)
+        infos = (i for i in numbered_history(self.table) if int(i["version"]) <= self.version)
         return sorted(infos, key=lambda info: -int(info["version"]))
+
+
+def numbered_history(table: DeltaTable) -> list[dict[str, Any]]:
+    """`table.history()` with each commit under its own version, the handle brought up to
+    the latest one.
+
+    delta-rs numbers the history down from the version its handle was loaded at, yet lists
+    every commit the log holds when it is called, later ones too: after a commit another
+    writer landed since the load, each entry would carry the number of the one before it
+    (seen: a run took a concurrent MERGE's fingerprint for its CREATE's). So the handle is
+    updated first, and the history read again if a commit lands while it is read.
+    """
+    for _ in range(20):
+        table.update_incremental()
+        loaded = table.version()
+        history = table.history()
+        table.update_incremental()
+        if table.version() == loaded:
+            return history
+    raise RuntimeError(f"{table.table_uri}: its log kept changing while its history was read")
 
 
 def snapshot(uri: str, config: S3Config) -> LogSnapshot | None:
@@ -153,7 +173,7 @@ def commits(uri: str, config: S3Config) -> list[dict[str, Any]]:
     it printed when it ran on Spark.
     """
     table = open_table(uri, config)
-    infos = sorted(table.history(), key=lambda info: int(info["version"]))
+    infos = sorted(numbered_history(table), key=lambda info: int(info["version"]))
     file_times = commit_file_times(uri, config)
     properties = table.metadata().configuration
     in_commit_since: int | None = None
