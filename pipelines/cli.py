@@ -6,10 +6,9 @@ import argparse
 import os
 import sys
 import traceback
-from datetime import date
 from typing import NoReturn
 
-from pipelines import commands
+from pipelines import commands, flags
 from pipelines.errors import BackfillError, ExitCode, UsageError
 from pipelines.generate.log import GENERATORS
 from pipelines.io.locations import local_path
@@ -38,25 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="file, directory or glob of JSON Lines or Parquet (repeatable)",
     )
-    _add_table_flags(run)
+    flags.add_table_flags(run)
     run.add_argument(
         "--full",
         action="store_true",
         help="re-fold every key from the events table, not only the keys this run touched "
         "(needed once for a state table written before the events table existed)",
     )
-    _add_config_flags(run)
+    flags.add_config_flags(run)
     run.add_argument(
         "--from",
         dest="from_date",
-        type=_parse_date,
+        type=flags.parse_date,
         metavar="DATE",
         help="first dt= partition to read (YYYY-MM-DD)",
     )
     run.add_argument(
         "--to",
         dest="to_date",
-        type=_parse_date,
+        type=flags.parse_date,
         metavar="DATE",
         help="last dt= partition to read (YYYY-MM-DD)",
     )
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="increasing per --txn-app-id, e.g. the window's date as YYYYMMDD",
     )
-    _add_observe_flags(run)
+    flags.add_observe_flags(run)
     run.set_defaults(handler=commands.cmd_run)
 
     generate = subcommands.add_parser("generate", help="write a realistic event log with faults")
@@ -101,13 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(upsert and patch with a data object, delete), each with the faults below "
         "(default %(default)s)",
     )
-    _add_generator_flags(generate)
+    flags.add_generator_flags(generate)
     generate.set_defaults(handler=commands.cmd_generate)
 
     history = subcommands.add_parser("history", help="each version of a table: who, why, what")
     history.add_argument("--table", required=True, metavar="URI")
     history.add_argument("--json", action="store_true", help="one JSON object per version")
-    _add_session_flags(history)
+    flags.add_session_flags(history)
     history.set_defaults(handler=commands.cmd_history)
 
     diff = subcommands.add_parser("diff", help="per-key changes between two versions")
@@ -122,21 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="keys to list without --json (default %(default)s)",
     )
-    _add_session_flags(diff)
+    flags.add_session_flags(diff)
     diff.set_defaults(handler=commands.cmd_diff)
 
     rollback = subcommands.add_parser("rollback", help="restore a table to an earlier version")
     rollback.add_argument("--table", required=True, metavar="URI")
     rollback.add_argument("--to-version", type=int, required=True, metavar="N")
     rollback.add_argument("--reason", help="recorded in the table's history")
-    _add_session_flags(rollback)
+    flags.add_session_flags(rollback)
     rollback.set_defaults(handler=commands.cmd_rollback)
 
     maintain = subcommands.add_parser(
         "maintain",
         help="compact the three tables, remove files outside the retention window, checkpoint",
     )
-    _add_table_flags(maintain)
+    flags.add_table_flags(maintain)
     maintain.add_argument(
         "--retain-days",
         type=int,
@@ -147,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what it would do, change nothing"
     )
     maintain.add_argument("--json", action="store_true", help="one JSON object per table")
-    _add_session_flags(maintain)
+    flags.add_session_flags(maintain)
     maintain.set_defaults(handler=commands.cmd_maintain)
 
     verify = subcommands.add_parser(
@@ -172,13 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|module:Class",
         help="the table's fold, where the one it records cannot be loaded by name",
     )
-    _add_session_flags(verify)
+    flags.add_session_flags(verify)
     verify.set_defaults(handler=commands.cmd_verify)
 
     redrive = subcommands.add_parser(
         "redrive", help="re-read quarantined records through the given config and fold"
     )
-    _add_table_flags(redrive)
+    flags.add_table_flags(redrive)
     redrive.add_argument(
         "--reason",
         action="extend",
@@ -192,12 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="only records the run with this id quarantined",
     )
-    _add_config_flags(redrive)
+    flags.add_config_flags(redrive)
     redrive.add_argument(
         "--dry-run", action="store_true", help="compute and report everything, commit nothing"
     )
     redrive.add_argument("--report", metavar="FILE", help="write the run report as JSON here")
-    _add_observe_flags(redrive)
+    flags.add_observe_flags(redrive)
     redrive.set_defaults(handler=commands.cmd_redrive)
 
     demo = subcommands.add_parser("demo", help="generate a log, a faulty state, and backfill it")
@@ -209,90 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--events", type=int, default=200_000, metavar="N")
     demo.add_argument("--keys", type=int, default=5_000, metavar="K")
-    _add_config_flags(demo)
-    _add_generator_flags(demo)
+    flags.add_config_flags(demo)
+    flags.add_generator_flags(demo)
     demo.set_defaults(handler=commands.cmd_demo)
     return parser
-
-
-def _add_table_flags(parser: argparse.ArgumentParser) -> None:
-    """A run's three tables (`TABLE_FLAGS`): the state, and the other two beside it."""
-    parser.add_argument("--table", required=True, metavar="URI", help="state Delta table")
-    parser.add_argument(
-        "--quarantine", metavar="URI", help="quarantine Delta table (default: <table>_quarantine)"
-    )
-    parser.add_argument(
-        "--events-table",
-        metavar="URI",
-        help="events Delta table: every accepted event (default: <table>_events)",
-    )
-
-
-def _add_observe_flags(parser: argparse.ArgumentParser) -> None:
-    """Where the run's metrics and lineage go (contract section 12; config `metrics:`,
-    `lineage:`)."""
-    parser.add_argument(
-        "--metrics-push",
-        metavar="URL",
-        help="push the run's metrics to this Prometheus Pushgateway (job backfill, label table)",
-    )
-    parser.add_argument(
-        "--metrics-file",
-        metavar="PATH",
-        help="write the run's metrics here for node_exporter's textfile collector",
-    )
-    parser.add_argument(
-        "--lineage",
-        metavar="URL|file:PATH",
-        help="emit OpenLineage START and COMPLETE/FAIL events to this endpoint or file",
-    )
-
-
-def _add_session_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML config (default: conf/local.yaml)")
-    parser.add_argument("--master", help="Spark master, e.g. local[2] (default from config)")
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    _add_session_flags(parser)
-    parser.add_argument(
-        "--fold",
-        metavar="NAME|module:Class",
-        help="fold to apply: a built-in (balance, snapshot), an installed plugin's name, or a "
-        "class by import path; options from the config's fold_options (default from config: "
-        "balance)",
-    )
-    parser.add_argument("--shuffle-partitions", type=int, metavar="N")
-
-
-def _add_generator_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--days", type=int, default=5, help="dt= partitions to spread over")
-    parser.add_argument("--files-per-day", type=int, default=4)
-    parser.add_argument("--format", choices=("json", "parquet"), default="json")
-    parser.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
-    for fault, default, what in (
-        ("duplicate", 0.03, "identical copies re-delivered"),
-        ("conflict", 0.005, "copies with the same event_id and other content"),
-        ("late", 0.02, "events ingested days later, into a later partition"),
-        ("lost", 0.002, "events never written (holes in seq)"),
-        ("disorder", 0.2, "share of lines moved out of order within a day"),
-        ("garbage", 0.01, "malformed or invalid lines, per event"),
-    ):
-        parser.add_argument(
-            f"--{fault}-rate",
-            type=float,
-            default=default,
-            metavar="R",
-            help=f"{what} (default {default})",
-        )
-
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def main(argv: list[str] | None = None) -> int:
