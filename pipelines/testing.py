@@ -19,7 +19,8 @@ pipeline would quarantine is refused here with its reason. No Spark is started.
   the pipeline sorts each key's events by `seq` and hands whole keys to `fold_keys`;
 - `fold_keys` over many keys equals `fold_key` over each key alone;
 - where the fold can resume: a key's stored state continued with its later events equals
-  folding the whole history, at every cut, as when the log arrives over several runs;
+  folding the whole history, at every cut, as when the log arrives over several runs, and
+  `resume_keys` over many keys equals that too;
 - `is_deleted`, where the fold has it, marks each row True or False.
 """
 
@@ -127,6 +128,8 @@ def check_fold(
     if fold.can_resume:
         for key in keys:
             _check_resume(fold, _events_of(ordered, key), per_key[key], rng, trials)
+        for _ in range(trials):
+            _check_resume_keys(fold, ordered, keys, per_key, rng)
     return expected
 
 
@@ -147,6 +150,42 @@ def _check_resume(
                 f"fold {fold.name}: key {whole['key']!r} resumed after seq {seqs[cut - 1]} "
                 f"gave {resumed}, folding its whole history gave {whole}"
             )
+
+
+def _check_resume_keys(
+    fold: Fold,
+    ordered: pa.Table,
+    keys: list[str],
+    per_key: dict[str, dict[str, Any]],
+    rng: random.Random,
+) -> None:
+    """`resume_keys` over many keys, each cut at a random resumable point, equals folding each
+    key's whole history."""
+    stored, tails, resumed_keys = [], [], []
+    for key in keys:
+        history = _events_of(ordered, key)
+        seqs = history["seq"].to_pylist()
+        cuts = [i for i in range(1, len(seqs)) if seqs[i] > seqs[i - 1]]
+        if not cuts:
+            continue
+        cut = rng.choice(cuts)
+        head = _fold_one(fold, history.slice(0, cut))
+        if fold.deletes and _deleted(fold, head)[0]:
+            continue
+        stored.append(head)
+        tails.append(history.slice(cut))
+        resumed_keys.append(key)
+    if not resumed_keys:
+        return
+    states, events = pa.concat_tables(stored), pa.concat_tables(tails)
+    resumed = _rows(fold, _conformed(fold, partial(fold.resume_keys, states, events)))
+    expected = [per_key[key] for key in resumed_keys]
+    if resumed != expected:
+        raise FoldCheckFailed(
+            f"fold {fold.name}: resume_keys over many keys gave "
+            f"{_first_difference(expected, resumed)}, resume key by key gives the whole "
+            "history's rows"
+        )
 
 
 def _fold_sorted(fold: Fold, events: pa.Table) -> pa.Table:

@@ -185,3 +185,27 @@ def test_resuming_from_a_stored_state_equals_folding_the_whole_history():
         head, tail = events_table(rows[:cut]), events_table(rows[cut:])
         resumed = FOLD.resume(FOLD.fold_key(head), tail)
         assert resumed.to_pylist() == [fold_one(rows)]
+
+
+def test_resuming_a_sorted_batch_of_keys_equals_folding_each_whole_history():
+    """`resume_keys` (vectorised for balance) against the whole history folded key by key."""
+    rng = random.Random(6)
+    for trial in range(100):
+        rows = random_rows(rng, keys=rng.randint(1, 12), events=rng.randint(2, 80))
+        ordered = events_table(rows).sort_by([("key", "ascending"), *SEQ_ORDER])
+        heads, tails = [], []
+        for key in sorted({r[0] for r in rows}):
+            history = ordered.filter(pa.compute.equal(ordered["key"], key))
+            seqs = history["seq"].to_pylist()
+            # resume only where every later event follows the stored last_seq
+            cuts = [i for i in range(1, len(seqs)) if seqs[i] > seqs[i - 1]]
+            if cuts:
+                cut = rng.choice(cuts)
+                heads.append(FOLD.fold_key(history.slice(0, cut)))
+                tails.append(history.slice(cut))
+        if not heads:
+            continue
+        resumed = FOLD.resume_keys(pa.concat_tables(heads), pa.concat_tables(tails))
+        whole = {state["key"]: state for state in per_key(rows)}
+        expected = [whole[head["key"][0].as_py()] for head in heads]
+        assert resumed.to_pylist() == expected, trial

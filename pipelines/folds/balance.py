@@ -37,8 +37,21 @@ class BalanceFold(Fold):
 
     def fold_keys(self, events: pa.Table) -> pa.Table:
         """Every key of a sorted batch at once: a few array operations for thousands of keys."""
+        return self._fold_batch(events, None)
+
+    def resume_keys(self, states: pa.Table, events: pa.Table) -> pa.Table:
+        """Every key of a sorted batch continued from its stored row, all at once."""
+        return self._fold_batch(events, states)
+
+    def _fold_batch(self, events: pa.Table, states: pa.Table | None) -> pa.Table:
+        """The keys of `events` folded from nothing, or continued from `states` (a stored row
+        per key, in the same order)."""
         boundaries = np.array(key_boundaries(events), dtype=np.int64)
         starts, counts = boundaries[:-1], np.diff(boundaries)
+        if states is not None and states.num_rows != len(starts):
+            raise ValueError(
+                f"resume_keys got {states.num_rows} stored rows for {len(starts)} keys"
+            )
         rows = np.arange(events.num_rows)
         # Each row's key, numbered; and the position of each key's last `set` (-1: none).
         group = np.repeat(np.arange(len(starts)), counts)
@@ -55,7 +68,19 @@ class BalanceFold(Fold):
             .aggregate([("moving", "sum")])["moving_sum"]
             .to_pylist()
         )
-        openings = [amounts[int(p)].as_py() if p >= 0 else Decimal(0) for p in last_set.tolist()]
+        # Without a `set`, a key opens at its stored balance (0 when folded from nothing).
+        if states is None:
+            stored = [Decimal(0)] * len(starts)
+            count_before = seen_before = np.zeros(len(starts), dtype=np.int64)
+        else:
+            stored = states["balance"].to_pylist()
+            count_before = states["event_count"].to_numpy()
+            # Every resumed seq follows the stored last_seq, so none of them was seen before.
+            seen_before = states["last_seq"].to_numpy() - states["missing_seq_count"].to_numpy()
+        openings = [
+            amounts[int(p)].as_py() if p >= 0 else before
+            for p, before in zip(last_set.tolist(), stored, strict=True)
+        ]
         with localcontext() as exact:
             exact.prec = 60  # Python's default 28 digits would round a 38-digit balance
             balances = [o + m for o, m in zip(openings, movements, strict=True)]
@@ -70,9 +95,9 @@ class BalanceFold(Fold):
             {
                 "key": events["key"].take(starts),
                 "balance": pa.array(balances, BALANCE_TYPE),
-                "event_count": pa.array(counts, pa.int64()),
+                "event_count": pa.array(count_before + counts, pa.int64()),
                 "last_seq": pa.array(last_seqs, pa.int64()),
-                "missing_seq_count": pa.array(last_seqs - distinct_seqs, pa.int64()),
+                "missing_seq_count": pa.array(last_seqs - seen_before - distinct_seqs, pa.int64()),
                 "last_event_time": events["event_time"].take(ends),
             }
         )

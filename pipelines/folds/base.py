@@ -14,8 +14,9 @@ A fold declares what it needs and the pipeline does the rest:
 - `measure` and `count_column`: what the reconciliation reports, when the state has them.
 
 The pipeline sorts each key's events by `seq` (then `event_id`) before any fold code runs,
-and calls `fold_keys` with whole keys. `fold_key` and `resume` are plain functions of Arrow
-tables, so a fold is tested without Spark (`pipelines.testing.check_fold`).
+and calls `fold_keys` (`resume_keys` when resuming) with whole keys. `fold_key` and `resume`
+are plain functions of Arrow tables, so a fold is tested without Spark
+(`pipelines.testing.check_fold`).
 """
 
 from __future__ import annotations
@@ -181,6 +182,28 @@ class Fold(ABC):
         `last_seq`. Must equal `fold_key` over the key's whole history (contract section 7).
         """
         raise NotImplementedError(f"fold {self.name} cannot resume from a stored state")
+
+    def resume_keys(self, states: pa.Table, events: pa.Table) -> pa.Table:
+        """`resume` for many keys at once: `states` holds one stored row per key, in the order
+        the keys appear in `events`, which holds their later events sorted by `key`, `seq` and
+        `event_id` (each key's events whole and contiguous).
+
+        Spark calls this with thousands of keys at a time. By default it calls `resume` for
+        each key; a fold may do the whole batch at once, as long as the rows are equal.
+        """
+        boundaries = key_boundaries(events)
+        if states.num_rows != len(boundaries) - 1:
+            raise ValueError(
+                f"resume_keys got {states.num_rows} stored rows for {len(boundaries) - 1} keys"
+            )
+        if states.num_rows == 0:
+            return self.arrow_schema.empty_table()
+        return pa.concat_tables(
+            [
+                self.resume(states.slice(i, 1), events.slice(start, end - start))
+                for i, (start, end) in enumerate(pairwise(boundaries))
+            ]
+        )
 
     def is_deleted(self, states: pa.Table) -> pa.Array | None:
         """Which rows of `fold_keys`'s output are deletions (None: the fold never deletes).

@@ -21,6 +21,9 @@ from pipelines.folds.base import key_boundaries
 from pipelines.schema import DELETED, EVENTS_FOLDED, MODE, REFOLD, RESUME
 
 SEQ_ORDER = [("seq", "ascending"), ("event_id", "ascending")]
+# The stored state row each event of a resumed key carries, and whether it has one.
+STORED_PREFIX = "_stored_"
+HAS_STATE = "_has_state"
 _EXTRAS = [
     StructField(MODE, StringType(), False),
     StructField(EVENTS_FOLDED, LongType(), False),
@@ -48,10 +51,15 @@ def fold_states(events_df: DataFrame, fold: Fold) -> DataFrame:
 
 
 class _SortedFolder:
-    """Folds the batches of a partition sorted by key; a key may run over several batches."""
+    """Folds the batches of a partition sorted by key; a key may run over several batches.
 
-    def __init__(self, fold: Fold) -> None:
+    With `resume`, each row also carries its key's stored state row (the `_stored_` columns,
+    NULL for a key without one), which the fold continues with the key's events.
+    """
+
+    def __init__(self, fold: Fold, resume: bool = False) -> None:
         self.fold = fold
+        self.resume = resume
 
     def fold_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         held: list[pa.RecordBatch] = []  # the last key seen, which the next batch may continue
@@ -72,32 +80,62 @@ class _SortedFolder:
         if held:
             yield from self._folded(pa.Table.from_batches(held))
 
-    def _folded(self, events: pa.Table) -> Iterator[pa.RecordBatch]:
-        boundaries = key_boundaries(events)
-        counts = [end - start for start, end in pairwise(boundaries)]
-        states = self.fold.fold_keys(events)
-        if states.num_rows != len(counts):
+    def _folded(self, rows: pa.Table) -> Iterator[pa.RecordBatch]:
+        if not self.resume:
+            yield from self._fold_keys(rows, None, REFOLD)
+            return
+        stored = pc.fill_null(rows[HAS_STATE], False)
+        with_state, without_state = rows.filter(stored), rows.filter(pc.invert(stored))
+        if with_state.num_rows:  # continued from their stored rows
+            yield from self._fold_keys(with_state, _stored_rows(with_state, self.fold), RESUME)
+        if without_state.num_rows:  # no stored row: resumed from nothing
+            yield from self._fold_keys(without_state, None, RESUME)
+
+    def _fold_keys(
+        self, rows: pa.Table, states: pa.Table | None, mode: str
+    ) -> Iterator[pa.RecordBatch]:
+        events = rows.select(list(self.fold.event_columns))
+        counts = [end - start for start, end in pairwise(key_boundaries(events))]
+        if states is None:
+            folded = self.fold.fold_keys(events)
+        else:
+            folded = self.fold.resume_keys(states, events)
+        if folded.num_rows != len(counts):
             raise ValueError(
-                f"fold {self.fold.name} returned {states.num_rows} rows for {len(counts)} keys"
+                f"fold {self.fold.name} returned {folded.num_rows} rows for {len(counts)} keys"
             )
-        yield from _tagged(states, REFOLD, counts, self.fold).to_batches()
+        yield from _tagged(folded, mode, counts, self.fold).to_batches()
+
+
+def _stored_rows(rows: pa.Table, fold: Fold) -> pa.Table:
+    """Each key's stored state row, from the `_stored_` columns of its first row."""
+    firsts = key_boundaries(rows)[:-1]
+    names = [f.name for f in fold.state_schema.fields]
+    columns = [rows["key"].take(firsts)] + [
+        rows[STORED_PREFIX + name].take(firsts) for name in names[1:]
+    ]
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> DataFrame:
-    """One row per key of `new_events_df`: its stored row (if any) continued with them."""
-    state_columns = [f.name for f in fold.state_schema.fields]
+    """One row per key of `new_events_df`: its stored row (if any) continued with them.
 
-    def resume_group(state: pa.Table, events: pa.Table) -> pa.Table:
-        events = events.sort_by(SEQ_ORDER)  # rows of a group arrive in no order
-        if state.num_rows == 0:
-            return _tagged(fold.fold_key(events), RESUME, events.num_rows, fold)
-        return _tagged(fold.resume(state, events), RESUME, events.num_rows, fold)
-
+    Each event carries its key's stored row (a join), and the events are sorted by key and
+    `seq` within partitions, as `fold_states` does, so the fold's `resume_keys` continues
+    thousands of keys per Python call.
+    """
+    stored_df = state_df.select(
+        "key",
+        F.lit(True).alias(HAS_STATE),
+        *[F.col(c).alias(STORED_PREFIX + c) for c in fold.state_columns],
+    )
+    folder = _SortedFolder(fold, resume=True)
     return (
-        state_df.select(*state_columns)
-        .groupBy("key")
-        .cogroup(new_events_df.select(*fold.event_columns).groupBy("key"))
-        .applyInArrow(resume_group, folded_schema(fold))
+        new_events_df.select(*fold.event_columns)
+        .join(stored_df, "key", "left")
+        .repartition("key")
+        .sortWithinPartitions("key", "seq", "event_id")
+        .mapInArrow(folder.fold_batches, folded_schema(fold))
     )
 
 
