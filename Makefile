@@ -9,7 +9,10 @@ AIRFLOW_VERSION ?= 3.1.3
 
 .PHONY: setup airflow pushgateway demo test soak bench lint typecheck clean
 
+# The JVM's class-data archive for local sessions (pipelines/class_archive.py): made once per
+# JDK and class path, a few seconds off every later start.
 setup: $(STAMP)
+	@$(PY) -m pipelines.class_archive
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
+from pipelines import class_archive
 from pipelines.config import Config, S3Config, SparkConfig, conf_file
 from pipelines.jvm_output import filtered_stderr
 
@@ -142,9 +143,10 @@ def build_session(
             logging = (
                 f"-Dlog4j.configurationFile={LOG4J_FILE_CONFIG} -Dbackfill.log.file={log_file}"
             )
-        java_options = f"{logging} {spark_config.java_options}"
-        builder = builder.config("spark.driver.extraJavaOptions", java_options.strip())
         jars = resolved_jars(spark_config)
+        archive = class_archive.java_options(spark_config, jars)
+        java_options = f"{logging} {archive} {spark_config.java_options}"
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options.split()))
         if jars:
             # On the class path, not in spark.jars: local executors share the driver's JVM,
             # so nothing (the AWS SDK bundle is 650 MB) is copied at each start.
