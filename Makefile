@@ -50,10 +50,13 @@ test: setup airflow pushgateway lint typecheck
 	$(PY) -m pytest -n 2 --dist worksteal --durations=30
 
 # The long runs: the reliability suite with 20 kills and ten times the generated hostile
-# input, and ten times the hypothesis-drawn logs and nights of the balance and snapshot folds.
+# input, ten times the hypothesis-drawn logs and nights of the balance and snapshot folds,
+# and the tests marked `soak` (the snapshot demo from the source tree, a run killed after its
+# quarantine commit, the bench's nightly contender), which `make test` skips.
 soak: setup
 	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py tests/test_incremental.py \
-		tests/test_snapshot_reference.py tests/test_properties.py
+		tests/test_snapshot_reference.py tests/test_properties.py tests/test_demo.py \
+		tests/test_benchmark.py
 
 lint: setup
 	$(VENV)/bin/ruff check pipelines tests benchmarks

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 
 from pipelines.config import CONFIG_ENV, load_config
 from pipelines.session import build_session
+from tests.helpers import SOAK
 
 # Test-only credentials for the local S3 server, set before any JVM starts so S3A's default
 # chain finds them. A developer's own credentials, if set, are left alone.
@@ -53,8 +54,13 @@ def pytest_collection_modifyitems(items) -> None:
     block `len // n` long, as xdist sizes them), then lets an idle worker steal the back half
     of the longest queue. A slow test that starts last keeps one worker busy minutes after the
     other has run out, so each block starts with its round-robin share of the slow tests and
-    the short ones fill in behind. Without xdist the slow tests simply come first.
+    the short ones fill in behind. Without xdist the slow tests simply come first. Tests
+    marked `soak` are skipped unless `make soak` runs them.
     """
+    if not SOAK:
+        for item in items:
+            if item.get_closest_marker("soak") is not None:
+                item.add_marker(pytest.mark.skip(reason="a soak test: `make soak` runs it"))
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
     short = [item for item in items if item.get_closest_marker("slow") is None]

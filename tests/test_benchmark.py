@@ -42,6 +42,7 @@ def test_time_inside_jobs_counts_overlapping_jobs_once():
 
 
 @pytest.mark.slow
+@pytest.mark.soak  # four runs of the bench's own harness; the full-backfill contender runs in CI
 def test_the_nightly_contender_folds_only_the_keys_the_night_touched(tmp_path):
     data, work = tmp_path / "history", tmp_path / "work"
     generate_log(data, events=6000, keys=60, seed=5, days=3, files_per_day=1)

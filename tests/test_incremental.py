@@ -223,7 +223,9 @@ def two_days_and_twin(spark, config, tmp_path_factory) -> tuple[list[Path], Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("after", ["quarantine", "events"])
+# Killed after the quarantine commit: in `make soak`; test_reliability kills runs at random
+# points in CI, and test_verify after the events commit.
+@pytest.mark.parametrize("after", [pytest.param("quarantine", marks=pytest.mark.soak), "events"])
 def test_a_run_killed_between_its_commits_is_repaired_exactly(
     spark, config, tmp_path, two_days_and_twin, after
 ):

@@ -1,6 +1,8 @@
 """The package as a user installs it: `pip install` of the built wheel (not editable, not
-the source tree) into a fresh venv, then `backfill demo` from an empty directory. The
-default config and the logging settings come from the wheel's package data."""
+the source tree) into a fresh venv, then `backfill demo` of the snapshot fold from an empty
+directory, its table read with delta-rs and equal to the plain-Python reference (test_demo
+runs the balance fold's demo from the source tree). The default config and the logging
+settings come from the wheel's package data."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from pipelines.config import CONFIG_ENV
+from tests.reference import canonical_json_text, read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,9 +53,14 @@ def test_a_wheel_install_runs_the_demo_from_an_empty_directory(tmp_path):
     )
     assert where.stdout.strip().startswith(str(venv)), where.stdout  # the wheel's own copy
     flags = ["--events", "2000", "--keys", "40", "--days", "2", "--shuffle-partitions", "2"]
-    demo = run(venv / "bin" / "backfill", "demo", *flags, cwd=empty)
+    demo = run(venv / "bin" / "backfill", "demo", "--fold", "snapshot", *flags, cwd=empty)
 
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert demo.stdout.count(": committed") == 2
-    assert (empty / "backfill-demo" / "state" / "_delta_log").is_dir()
     assert "Traceback" not in demo.stderr and "WARN" not in demo.stderr  # log4j2.properties read
+    assert "deleted_by_event" in demo.stdout  # the log's deletes reached the table
+    work = empty / "backfill-demo"
+    expected = reference_backfill(read_lines(work / "events"), fold="snapshot")
+    rows = DeltaTable(str(work / "state")).to_pyarrow_table().to_pylist()
+    states = {row.pop("key"): {**row, "data": canonical_json_text(row["data"])} for row in rows}
+    assert states == expected.states
