@@ -25,6 +25,7 @@ from openlineage.client.event_v2 import (
     RunState,
 )
 from openlineage.client.facet_v2 import (
+    OutputDatasetFacet,
     RunFacet,
     error_message_run,
     output_statistics_output_dataset,
@@ -83,15 +84,7 @@ def job_name(table: str, redrive: bool) -> str:
 def start_event(
     config: LineageConfig, run_id: str, job: str, inputs: list[str], outputs: list[str]
 ) -> RunEvent:
-    return RunEvent(
-        eventType=RunState.START,
-        eventTime=_now(),
-        run=Run(runId=run_uuid(run_id), facets=_parent_facets()),
-        job=Job(namespace=config.namespace, name=job),
-        inputs=[InputDataset(*dataset_name(uri)) for uri in inputs],
-        outputs=[OutputDataset(*dataset_name(uri)) for uri in outputs],
-        producer=PRODUCER,
-    )
+    return _event(RunState.START, config, run_id, job, inputs, outputs, _parent_facets(), None)
 
 
 def end_event(
@@ -109,9 +102,32 @@ def end_event(
         facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
             message=error, programmingLanguage="python", producer=PRODUCER
         )
-    written = _rows_written(report)
+    state = RunState.FAIL if error is not None else RunState.COMPLETE
+    return _event(state, config, run_id, job, inputs, outputs, facets, _rows_written(report))
+
+
+def _event(
+    state: RunState,
+    config: LineageConfig,
+    run_id: str,
+    job: str,
+    inputs: list[str],
+    outputs: list[str],
+    facets: dict[str, RunFacet],
+    written: list[int] | None,
+) -> RunEvent:
+    """A RunEvent of this run's job, its sources as inputs and its tables as outputs (with
+    the rows written to each, when known)."""
+
+    def statistics(rows: int) -> dict[str, OutputDatasetFacet]:
+        return {
+            "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=rows, producer=PRODUCER
+            )
+        }
+
     return RunEvent(
-        eventType=RunState.FAIL if error is not None else RunState.COMPLETE,
+        eventType=state,
         eventTime=_now(),
         run=Run(runId=run_uuid(run_id), facets=facets),
         job=Job(namespace=config.namespace, name=job),
@@ -119,17 +135,7 @@ def end_event(
         outputs=[
             OutputDataset(
                 *dataset_name(uri),
-                outputFacets=(
-                    {
-                        "outputStatistics": (
-                            output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                                rowCount=written[i], producer=PRODUCER
-                            )
-                        )
-                    }
-                    if written is not None
-                    else {}
-                ),
+                outputFacets=statistics(written[i]) if written is not None else {},
             )
             for i, uri in enumerate(outputs)
         ],
