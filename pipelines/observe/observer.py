@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pipelines.config import Config
+from pipelines.failures import describe_failure
 from pipelines.report import RunReport
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Observer:
             self._lineage_down = True
             self.warn(
                 f"lineage endpoint {self.lineage.target} did not take the run's START event "
-                f"({_short(exc)}); this run emits no lineage"
+                f"({describe_failure(exc, None, None)}); this run emits no lineage"
             )
 
     def finished(self, report: RunReport | None, exit_code: int, error: str | None) -> None:
@@ -81,13 +82,14 @@ class Observer:
             except Exception as exc:
                 self.warn(
                     f"Pushgateway {self.metrics.pushgateway} did not take the run's metrics "
-                    f"({_short(exc)})"
+                    f"({describe_failure(exc, None, None)})"
                 )
         if self.metrics.file:
             try:
                 metrics.write_file(self.metrics.file, outcome)
             except Exception as exc:
-                self.warn(f"cannot write the metrics file {self.metrics.file} ({_short(exc)})")
+                why = describe_failure(exc, None, None)
+                self.warn(f"cannot write the metrics file {self.metrics.file} ({why})")
 
     def _lineage_end(self, report: RunReport | None, error: str | None) -> None:
         from pipelines.observe import lineage
@@ -103,11 +105,5 @@ class Observer:
         except Exception as exc:
             self.warn(
                 f"lineage endpoint {self.lineage.target} did not take the run's end event "
-                f"({_short(exc)})"
+                f"({describe_failure(exc, None, None)})"
             )
-
-
-def _short(exc: Exception) -> str:
-    """An exception as a few words: its type and the first line of its message."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
