@@ -162,6 +162,16 @@ def _tiny_night_rows(small: dict[str, Any]) -> Rows:
         f"| a night of 3 records onto the same tables | {small['tiny_night_seconds']:.1f} |",
         "| the session floor: start the same session, read one Delta table, append one row "
         f"| {small['session_floor_seconds']:.1f} |",
+        *(
+            [
+                "| a night of 3 other records, without the JVM's class archive "
+                f"| {small['tiny_night_without_archive_seconds']:.1f} |",
+                "| the session floor, without the JVM's class archive "
+                f"| {small['session_floor_without_archive_seconds']:.1f} |",
+            ]
+            if "tiny_night_without_archive_seconds" in small
+            else []
+        ),
     ]
 
 

@@ -7,6 +7,7 @@ Each scenario prepares its generated log and work folder and runs its contenders
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import date, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner import prepare, run_cli, run_contender
+from pipelines import class_archive
 from pipelines.generate.log import GENERATORS
 
 ORDER = (
@@ -103,6 +105,16 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
     floor_seconds = run_contender("session_floor", table, work / "floor-table").get(
         "process_seconds"
     )
+    print("  small runs: the same two without the JVM's class archive ...", file=sys.stderr)
+    os.environ[class_archive.SWITCH_ENV] = "off"
+    try:
+        tiny = _tiny_night(work / "tiny-night-2.jsonl", first=3)
+        bare_tiny_seconds, _ = run_cli(
+            ["run", "--source", str(tiny), "--table", str(table)], cwd=work
+        )
+        bare_floor = run_contender("session_floor", table, work / "floor-table")
+    finally:
+        del os.environ[class_archive.SWITCH_ENV]
     print("  small runs: history and diff of the night ...", file=sys.stderr, flush=True)
     reading = bench_history_and_diff(table, night_versions(output), cwd=work)
     print("  small runs: verify and verify --deep of the state ...", file=sys.stderr, flush=True)
@@ -117,6 +129,8 @@ def bench_small_runs(out: Path) -> dict[str, Any]:
         "tiny_night_seconds": round(tiny_seconds, 1),
         "session_floor_seconds": floor_seconds,
         "tiny_night_to_floor": round(tiny_seconds / floor_seconds, 2) if floor_seconds else None,
+        "tiny_night_without_archive_seconds": round(bare_tiny_seconds, 1),
+        "session_floor_without_archive_seconds": bare_floor.get("process_seconds"),
         **reading,
         **verifying,
         "demo_seconds": round(demo_seconds, 1),
@@ -148,8 +162,9 @@ def bench_trust(events: int, out: Path) -> dict[str, Any]:
     }
 
 
-def _tiny_night(path: Path) -> Path:
-    """Three new events for keys the small-run log holds, far ahead in their streams."""
+def _tiny_night(path: Path, first: int = 0) -> Path:
+    """Three new events for keys the small-run log holds, far ahead in their streams (ids
+    and seqs from `first`, so a second tiny night is new events too)."""
     lines = [
         json.dumps(
             {
@@ -161,7 +176,7 @@ def _tiny_night(path: Path) -> Path:
                 "amount": "1.50",
             }
         )
-        for i in range(3)
+        for i in range(first, first + 3)
     ]
     path.write_text("\n".join(lines) + "\n")
     return path

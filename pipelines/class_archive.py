@@ -27,6 +27,8 @@ from pipelines.config import SparkConfig
 
 # Set while `main` runs the demo: the session then writes the archive instead of reading it.
 DUMP_ENV = "BACKFILL_CLASS_ARCHIVE_DUMP"
+# BACKFILL_CLASS_ARCHIVE=off: sessions start without the archive (what it saves is measured so).
+SWITCH_ENV = "BACKFILL_CLASS_ARCHIVE"
 # The archive's own messages (a mismatch is never fatal: the JVM then loads classes as usual).
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
@@ -53,6 +55,8 @@ def archive_path(spark_config: SparkConfig, jars: list[Path]) -> Path | None:
 def java_options(spark_config: SparkConfig, jars: list[Path]) -> str:
     """The driver's options for the archive: write it (set-up), map it, or nothing."""
     if not jars:  # JARs fetched at start by spark.jars.packages: another class path each time
+        return ""
+    if os.environ.get(SWITCH_ENV) == "off":
         return ""
     dump = os.environ.get(DUMP_ENV)
     if dump:

@@ -24,6 +24,9 @@ def test_the_archive_is_named_by_the_class_path_and_chosen_only_when_it_exists(
     path.write_bytes(b"")
     assert f"-XX:SharedArchiveFile={path}" in class_archive.java_options(spark_config, jars)
     assert class_archive.java_options(spark_config, []) == ""  # JARs fetched at each start
+    monkeypatch.setenv(class_archive.SWITCH_ENV, "off")
+    assert class_archive.java_options(spark_config, jars) == ""
+    monkeypatch.delenv(class_archive.SWITCH_ENV)
     monkeypatch.setenv(class_archive.DUMP_ENV, str(tmp_path / "new.jsa"))
     dump = class_archive.java_options(spark_config, jars)
     assert f"-XX:ArchiveClassesAtExit={tmp_path / 'new.jsa'}" in dump
