@@ -19,23 +19,30 @@ from typing import Any
 EVENT_FIELDS = ("event_id", "key", "seq", "event_time", "op", "amount", "ingested_at")
 
 
-def _session(conf: dict[str, str] | None = None, master: str | None = None):
+def _session(
+    conf: dict[str, str] | None = None, master: str | None = None, data: Path | None = None
+):
+    """A session as `backfill run` would start it to read `data`: for a large run (as the
+    config's `small_run_mb` has it) without the small-run JVM options."""
     from pipelines.config import load_config
+    from pipelines.io.sources import DateWindow, local_source_bytes
     from pipelines.session import build_session
 
     config = load_config()
+    size = local_source_bytes([str(data)], DateWindow()) if data is not None else 0
+    large = (size or 0) >= config.spark.small_run_mb * 2**20
     if conf:
         config = config.with_overrides(**{"spark.conf": {**config.spark.conf, **conf}})
     if master:
         config = config.with_overrides(**{"spark.master": master})
     started = time.monotonic()
-    spark = build_session(config)
+    spark = build_session(config, large_run=large)
     return spark, time.monotonic() - started
 
 
 def spark_floor(data: Path, work: Path) -> dict[str, Any]:
     """Spark's floor: read the files with an explicit schema and write Parquet, nothing else."""
-    spark, startup = _session()
+    spark, startup = _session(data=data)
     schema = (
         "event_id string, key string, seq long, event_time string, op string, "
         "amount string, ingested_at string"
@@ -59,7 +66,7 @@ def backfill_empty(data: Path, work: Path) -> dict[str, Any]:
     """The full backfill into an empty table, with Spark's event log on for its profile."""
     from benchmarks.profile import event_log_conf, step_profile
 
-    spark, startup = _session(event_log_conf(work / "eventlog"))
+    spark, startup = _session(event_log_conf(work / "eventlog"), data=data)
     started = time.monotonic()
     report = _backfill(spark, data, work / "state")
     seconds = time.monotonic() - started
@@ -75,7 +82,7 @@ def backfill_empty(data: Path, work: Path) -> dict[str, Any]:
 
 def backfill_one_core(data: Path, work: Path) -> dict[str, Any]:
     """The same full backfill on `local[1]`: what a second core buys (and more, on a cluster)."""
-    spark, startup = _session(master="local[1]")
+    spark, startup = _session(master="local[1]", data=data)
     started = time.monotonic()
     report = _backfill(spark, data, work / "state_one_core")
     return {
@@ -98,7 +105,7 @@ def backfill_one_percent(data: Path, work: Path) -> dict[str, Any]:
     from pipelines.folds import get_fold
     from pipelines.io.tables import ensure_table
 
-    spark, startup = _session()
+    spark, startup = _session(data=data)
     correct, table = work / "state", work / "state_one_percent"
     if not DeltaTable.isDeltaTable(spark, str(correct)):
         _backfill(spark, data, correct)
@@ -299,7 +306,7 @@ def nightly(data: Path, work: Path) -> dict[str, Any]:
     in a fresh session with Spark's event log on for its profile."""
     from benchmarks.profile import event_log_conf, step_profile
 
-    spark, startup = _session()
+    spark, startup = _session(data=data)
     history = work / "nightly"
     history_events = int(json.loads((data / "_generator.json").read_text())["events"])
     results: dict[str, Any] = {"spark_startup_seconds": startup, "history_events": history_events}
@@ -318,7 +325,7 @@ def nightly(data: Path, work: Path) -> dict[str, Any]:
         ("full_refold", history, True),
         ("night_alone", work / "night_alone", False),
     ):
-        spark, _ = _session(event_log_conf(work / f"eventlog-{name}"))  # a profile of each
+        spark, _ = _session(event_log_conf(work / f"eventlog-{name}"), data=night)  # profiled
         started = time.monotonic()
         report = _backfill(spark, night, table, full=full)
         seconds = time.monotonic() - started

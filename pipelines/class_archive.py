@@ -99,7 +99,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         # The archive holds every class the demo's two runs load.
         flags = ["--events", "600", "--keys", "20", "--workdir", str(Path(work) / "demo")]
-        with contextlib.redirect_stdout(io.StringIO()):
+        print(f"writing the JVM's class archive by running a small demo (once): {path}", flush=True)
+        said = io.StringIO()
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
             status = cli.main(["demo", *flags])
     # The JVM writes the archive as it exits: when its stdin (the gateway's pipe) closes.
     gateway = SparkContext._gateway
@@ -109,11 +111,14 @@ def main() -> int:
         gateway.proc.wait(timeout=600)
     if status != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
-        print("no class archive: the demo that fills it failed", file=sys.stderr)
+        print(
+            f"{said.getvalue()[-3000:]}\nno class archive: the demo that fills it failed",
+            file=sys.stderr,
+        )
         return 1
     partial.rename(path)
     size = path.stat().st_size / 2**20
-    print(f"class archive: {path} ({size:,.0f} MB, {time.monotonic() - started:.0f} s)")
+    print(f"class archive written ({size:,.0f} MB, {time.monotonic() - started:.0f} s)")
     return 0
 
 

@@ -66,8 +66,12 @@ class SparkConfig(_Frozen):
     shuffle_partitions: int = Field(default=8, ge=1)
     jars_dir: str = "~/.cache/backfill-pipeline/jars"
     # Options for the driver's JVM (which runs the executors too in local mode), after the
-    # pipeline's own, e.g. "-XX:TieredStopAtLevel=1" for many small runs.
+    # pipeline's own, e.g. "-XX:+UseSerialGC".
     java_options: str = ""
+    # Added for small runs: every command but a `backfill run` whose local sources (within
+    # its --from/--to window) hold `small_run_mb` or more, e.g. "-XX:TieredStopAtLevel=1".
+    small_run_java_options: str = ""
+    small_run_mb: int = Field(default=128, ge=0)
     conf: dict[str, str] = Field(default_factory=dict)
 
 

@@ -66,6 +66,7 @@ def _launch(
 ) -> int:
     from pipelines.io import s3
     from pipelines.io.locations import check_report_path, check_table_location
+    from pipelines.io.sources import local_source_bytes
     from pipelines.report import format_summary
     from pipelines.run import run_backfill
     from pipelines.session import build_session
@@ -86,7 +87,12 @@ def _launch(
     progress(f"run {request.run_id}; Spark's log: {log_file}")
     progress.doing = "starting Spark"
     try:
-        spark = build_session(config, show_progress=sys.stderr.isatty(), log_file=log_file)
+        large = (local_source_bytes(request.sources, request.window) or 0) >= (
+            config.spark.small_run_mb * 2**20
+        )
+        spark = build_session(
+            config, show_progress=sys.stderr.isatty(), log_file=log_file, large_run=large
+        )
         progress.doing = "checking the tables"
         try:
             report = run_backfill(spark, config, request, progress=progress, on_report=on_report)

@@ -95,12 +95,16 @@ def apply_s3_settings(spark: SparkSession, s3: S3Config) -> None:
 
 
 def build_session(
-    config: Config, show_progress: bool = False, log_file: Path | None = None
+    config: Config,
+    show_progress: bool = False,
+    log_file: Path | None = None,
+    large_run: bool = False,
 ) -> SparkSession:
     """Return a Delta-enabled session configured from `config` (Spark and S3 settings).
 
     `show_progress` turns on Spark's console progress bar (for a person at a terminal);
-    with `log_file`, the JVM logs there instead of to the terminal.
+    with `log_file`, the JVM logs there instead of to the terminal. A `large_run` leaves out
+    the config's `small_run_java_options`.
     """
     spark_config = config.spark
     builder = (
@@ -145,7 +149,8 @@ def build_session(
             )
         jars = resolved_jars(spark_config)
         archive = class_archive.java_options(spark_config, jars)
-        java_options = f"{logging} {archive} {spark_config.java_options}"
+        small = "" if large_run else spark_config.small_run_java_options
+        java_options = f"{logging} {archive} {spark_config.java_options} {small}"
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options.split()))
         if jars:
             # On the class path, not in spark.jars: local executors share the driver's JVM,

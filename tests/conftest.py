@@ -36,13 +36,16 @@ def config():
 # one for many runs): the optimizing compiler (C2) pays for itself after the first few runs
 # (a warm 3-record night 7-7.5 s instead of 10 s with conf/local.yaml's C1-only JVM, which
 # suits a process that lives for one run). The serial collector still leaves the cores to
-# the work. Processes the tests start keep the config's JVM, as a user's runs do.
+# the work (`large_run`: without the config's small-run C1 flag). Processes the tests start
+# keep the config's JVM, as a user's runs do.
 LONG_LIVED_JVM = "-XX:+UseSerialGC"
 
 
 @pytest.fixture(scope="session")
 def spark(config) -> Iterator[SparkSession]:
-    session = build_session(config.with_overrides(**{"spark.java_options": LONG_LIVED_JVM}))
+    session = build_session(
+        config.with_overrides(**{"spark.java_options": LONG_LIVED_JVM}), large_run=True
+    )
     yield session
     session.stop()
 

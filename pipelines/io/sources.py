@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -62,6 +63,39 @@ def check_sources(uris: list[str], s3_config: S3Config) -> list[s3.PrefixStats]:
         else:
             _check_local(uri)
     return stats
+
+
+def local_source_bytes(uris: list[str], window: DateWindow) -> int | None:
+    """The bytes of the data files local sources hold (only the `dt=` partitions inside
+    `window`); None when a source is not on the local disk."""
+    total = 0
+    for uri in uris:
+        if is_remote(uri):
+            return None
+        path = uri.removeprefix("file://")
+        for found in glob.glob(path) if glob.has_magic(path) else [path]:
+            if os.path.isfile(found):
+                total += os.path.getsize(found)
+                continue
+            for root, folders, files in os.walk(found):
+                folders[:] = [f for f in folders if _inside(f, window)]
+                total += sum(
+                    os.path.getsize(os.path.join(root, name))
+                    for name in files
+                    if not name.startswith(("_", "."))
+                )
+    return total
+
+
+def _inside(folder: str, window: DateWindow) -> bool:
+    """Whether a folder is a `dt=` partition inside `window` (any other folder is read)."""
+    match = re.fullmatch(r"dt=(\d{4}-\d{2}-\d{2})", folder)
+    if match is None:
+        return True
+    day = date.fromisoformat(match.group(1))
+    return (window.start is None or day >= window.start) and (
+        window.end is None or day <= window.end
+    )
 
 
 def _check_local(uri: str) -> None:
