@@ -25,12 +25,11 @@ def _session(
     """A session as `backfill run` would start it to read `data`: for a large run (as the
     config's `small_run_mb` has it) without the small-run JVM options."""
     from pipelines.config import load_config
-    from pipelines.io.sources import DateWindow, local_source_bytes
+    from pipelines.io.sources import DateWindow, is_large_run
     from pipelines.session import build_session
 
     config = load_config()
-    size = local_source_bytes([str(data)], DateWindow()) if data is not None else 0
-    large = (size or 0) >= config.spark.small_run_mb * 2**20
+    large = data is not None and is_large_run([str(data)], DateWindow(), config.spark)
     if conf:
         config = config.with_overrides(**{"spark.conf": {**config.spark.conf, **conf}})
     if master:

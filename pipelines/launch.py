@@ -66,7 +66,7 @@ def _launch(
 ) -> int:
     from pipelines.io import s3
     from pipelines.io.locations import check_report_path, check_table_location
-    from pipelines.io.sources import local_source_bytes
+    from pipelines.io.sources import is_large_run
     from pipelines.report import format_summary
     from pipelines.run import run_backfill
     from pipelines.session import build_session
@@ -87,9 +87,7 @@ def _launch(
     progress(f"run {request.run_id}; Spark's log: {log_file}")
     progress.doing = "starting Spark"
     try:
-        large = (local_source_bytes(request.sources, request.window) or 0) >= (
-            config.spark.small_run_mb * 2**20
-        )
+        large = is_large_run(request.sources, request.window, config.spark)
         spark = build_session(
             config, show_progress=sys.stderr.isatty(), log_file=log_file, large_run=large
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from pipelines.io.sources import DateWindow, local_source_bytes
+from pipelines.config import load_config
+from pipelines.io.sources import DateWindow, is_large_run, local_source_bytes
 
 
 def test_the_bytes_of_a_run_count_its_window_and_its_data_files_only(tmp_path):
@@ -23,3 +24,12 @@ def test_the_bytes_of_a_run_count_its_window_and_its_data_files_only(tmp_path):
     assert local_source_bytes([f"file://{log}", str(tmp_path / "one.jsonl")], DateWindow()) == 130
     assert local_source_bytes([str(tmp_path / "log" / "dt=*")], DateWindow()) == 123
     assert local_source_bytes([log, "s3a://bucket/log"], DateWindow()) is None  # not local
+
+
+def test_a_run_is_large_from_the_configs_threshold(tmp_path):
+    (tmp_path / "one.jsonl").write_bytes(b"x" * 2**20)
+    spark_config = load_config().spark  # small_run_mb 128
+    assert not is_large_run([str(tmp_path)], DateWindow(), spark_config)
+    one_mb = spark_config.model_copy(update={"small_run_mb": 1})
+    assert is_large_run([str(tmp_path)], DateWindow(), one_mb)
+    assert not is_large_run(["s3a://bucket/log"], DateWindow(), one_mb)  # size unknown: small

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from pipelines.config import S3Config
+from pipelines.config import S3Config, SparkConfig
 from pipelines.errors import UsageError
 from pipelines.io import s3
 from pipelines.schema import RAW, SOURCE_FILE, Source
@@ -85,6 +85,13 @@ def local_source_bytes(uris: list[str], window: DateWindow) -> int | None:
                     if not name.startswith(("_", "."))
                 )
     return total
+
+
+def is_large_run(uris: list[str], window: DateWindow, spark_config: SparkConfig) -> bool:
+    """Whether a run reads `small_run_mb` or more of local sources (then it keeps the
+    optimizing compiler: no `small_run_java_options`); sources not on the local disk count
+    as small."""
+    return (local_source_bytes(uris, window) or 0) >= spark_config.small_run_mb * 2**20
 
 
 def _inside(folder: str, window: DateWindow) -> bool:
