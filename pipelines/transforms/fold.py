@@ -41,10 +41,13 @@ def fold_states(events_df: DataFrame, fold: Fold) -> DataFrame:
     Spark sorts each partition by key and `seq` (spilling to disk if it must), and the
     Python worker folds whole batches of keys with `Fold.fold_keys`: no Python call per key.
     """
-    folder = _SortedFolder(fold)
+    return _sorted_fold(events_df.select(*fold.event_columns), _SortedFolder(fold), fold)
+
+
+def _sorted_fold(rows_df: DataFrame, folder: _SortedFolder, fold: Fold) -> DataFrame:
+    """`folder` over `rows_df` shuffled by key and sorted by key and `seq` in partitions."""
     return (
-        events_df.select(*fold.event_columns)
-        .repartition("key")
+        rows_df.repartition("key")
         .sortWithinPartitions("key", "seq", "event_id")
         .mapInArrow(folder.fold_batches, folded_schema(fold))
     )
@@ -110,11 +113,10 @@ class _SortedFolder:
 def _stored_rows(rows: pa.Table, fold: Fold) -> pa.Table:
     """Each key's stored state row, from the `_stored_` columns of its first row."""
     firsts = key_boundaries(rows)[:-1]
-    names = [f.name for f in fold.state_schema.fields]
-    columns = [rows["key"].take(firsts)] + [
-        rows[STORED_PREFIX + name].take(firsts) for name in names[1:]
-    ]
-    return pa.Table.from_arrays(columns, names=names)
+    columns = [rows["key"], *(rows[STORED_PREFIX + name] for name in fold.state_columns)]
+    return pa.Table.from_arrays(
+        [column.take(firsts) for column in columns], names=["key", *fold.state_columns]
+    )
 
 
 def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> DataFrame:
@@ -129,14 +131,8 @@ def resume_states(state_df: DataFrame, new_events_df: DataFrame, fold: Fold) -> 
         F.lit(True).alias(HAS_STATE),
         *[F.col(c).alias(STORED_PREFIX + c) for c in fold.state_columns],
     )
-    folder = _SortedFolder(fold, resume=True)
-    return (
-        new_events_df.select(*fold.event_columns)
-        .join(stored_df, "key", "left")
-        .repartition("key")
-        .sortWithinPartitions("key", "seq", "event_id")
-        .mapInArrow(folder.fold_batches, folded_schema(fold))
-    )
+    rows_df = new_events_df.select(*fold.event_columns).join(stored_df, "key", "left")
+    return _sorted_fold(rows_df, _SortedFolder(fold, resume=True), fold)
 
 
 def deleted_states(keys_df: DataFrame, fold: Fold) -> DataFrame:
