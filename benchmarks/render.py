@@ -34,7 +34,7 @@ PART_TITLES = {
     "trust": "Verifying a large state, and what a night's fingerprint costs",
     "nightly": "Nightly runs",
     "formats": "JSON vs typed Parquet",
-    "upkeep": "Nights over a long stretch, with and without `backfill maintain`",
+    "upkeep": "Nights over a long stretch, with and without upkeep",
 }
 
 Stamp = dict[str, Any]
@@ -307,27 +307,46 @@ def formats_section(report: dict[str, Any]) -> Rows:
     return rows
 
 
+# The upkeep arms, in the order a page shows them (a run before the `auto` arm has two).
+UPKEEP_ARMS = {
+    "none": "no upkeep",
+    "weekly": "maintained",
+    "auto": "auto compaction",
+}
+
+
 def upkeep_section(report: dict[str, Any]) -> Rows:
-    """A night's time and the tables' files at a few nights, and the curve of both arms."""
+    """A night's time and the tables' files at a few nights, and the curve of every arm."""
     upkeep = report["upkeep"]
-    arms, nights = upkeep["arms"], upkeep["nights"]
+    arms, nights, every = upkeep["arms"], upkeep["nights"], upkeep["maintain_every"]
+    names = [arm for arm in UPKEEP_ARMS if arm in arms]
     marks = sorted({n for n in (1, 10, 100, nights) if n <= nights})
+    described = {
+        "none": "one never maintained",
+        "weekly": f"one with `backfill maintain` every {every} nights (after that night's run)",
+        "auto": "one with Delta's auto compaction on its three tables (`delta.autoOptimize."
+        f"autoCompact`, a table or bucket compacted once it holds {every} small files)",
+    }
     rows = [
         f"{nights} nights of {upkeep['events_per_night']:,} events over {upkeep['keys']:,} keys, "
-        "each night run into two sets of tables in one warm session: one never maintained, "
-        f"one with `backfill maintain` every {upkeep['maintain_every']} nights (after that "
-        "night's run).",
+        f"each night run into {('two', 'three')[len(names) - 2]} sets of tables in one warm "
+        "session: " + "; ".join(described[arm] for arm in names) + ".",
         "",
-        "| night | seconds, no upkeep | seconds, maintained | events files, no upkeep "
-        "| events files, maintained | state files, no upkeep | state files, maintained |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| night | "
+        + " | ".join(f"seconds, {UPKEEP_ARMS[a]}" for a in names)
+        + " | "
+        + " | ".join(f"events files, {UPKEEP_ARMS[a]}" for a in names)
+        + " | "
+        + " | ".join(f"state files, {UPKEEP_ARMS[a]}" for a in names)
+        + " |",
+        "| ---: " * (1 + 3 * len(names)) + "|",
     ]
     for n in marks:
-        none, kept = arms["none"][n - 1], arms["weekly"][n - 1]
-        rows.append(
-            f"| {n} | {none['seconds']:.1f} | {kept['seconds']:.1f} | {none['events_files']:,} "
-            f"| {kept['events_files']:,} | {none['state_files']:,} | {kept['state_files']:,} |"
-        )
+        at = [arms[a][n - 1] for a in names]
+        cells = [f"{r['seconds']:.1f}" for r in at]
+        cells += [f"{r['events_files']:,}" for r in at]
+        cells += [f"{r['state_files']:,}" for r in at]
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
     maintains = [m["seconds"] for m in upkeep["maintains"]]
     if maintains:
         rows += [
@@ -335,14 +354,52 @@ def upkeep_section(report: dict[str, Any]) -> Rows:
             f"Each maintain took {min(maintains):.1f}-{max(maintains):.1f} s "
             f"({len(maintains)} of them).",
         ]
-    rows += ["", *_upkeep_chart(arms)]
+    if nights >= 15:
+        rows += ["", "Mean seconds of nights 8-12 and of the last five nights:", ""]
+        for arm in names:
+            early, late = _upkeep_means(arms[arm])
+            rows.append(
+                f"- {UPKEEP_ARMS[arm]}: {early:.1f} s, then {late:.1f} s ({late / early:.2f}x)"
+            )
+    if "states_equal" in upkeep:
+        rows += [
+            "",
+            "Every arm's state table ended equal, row for row: "
+            + ("yes." if upkeep["states_equal"] else "**no**."),
+        ]
+    if "key_filter" in upkeep:
+        rows += [
+            "",
+            "What a literal `key IN (...)` filter could skip in the events table after the last "
+            "night, by the files' key ranges in the log and the Parquet row groups' key "
+            "statistics (reached / all):",
+            "",
+            "| arm | keys | files reached | row groups reached |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for arm in names:
+            for reach in upkeep["key_filter"][arm]:
+                rows.append(
+                    f"| {UPKEEP_ARMS[arm]} | {reach['keys']} "
+                    f"| {reach['files_reached']:,} / {reach['files']:,} "
+                    f"| {reach['row_groups_reached']:,} / {reach['row_groups']:,} |"
+                )
+    rows += ["", *_upkeep_chart({arm: arms[arm] for arm in names})]
     return rows
 
 
+def _upkeep_means(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """A night's mean seconds around night 10 (nights 8-12) and over the last five nights."""
+    early = [r["seconds"] for r in rows[7:12]]
+    late = [r["seconds"] for r in rows[-5:]]
+    return sum(early) / len(early), sum(late) / len(late)
+
+
 def _upkeep_chart(arms: dict[str, list[dict[str, Any]]]) -> Rows:
-    """A night's seconds, night by night, both arms (a Mermaid chart GitHub draws)."""
-    none, kept = arms["none"], arms["weekly"]
-    top = max(r["seconds"] for r in [*none, *kept])
+    """A night's seconds, night by night, one line per arm (a Mermaid chart GitHub draws)."""
+    top = max(r["seconds"] for rows in arms.values() for r in rows)
+    places = zip(arms, ORDINALS, strict=False)
+    order = ", ".join(f"{UPKEEP_ARMS[arm]} ({place})" for arm, place in places)
 
     def line(rows: list[dict[str, Any]]) -> str:
         return "    line [" + ", ".join(f"{r['seconds']:.1f}" for r in rows) + "]"
@@ -350,13 +407,15 @@ def _upkeep_chart(arms: dict[str, list[dict[str, Any]]]) -> Rows:
     return [
         "```mermaid",
         "xychart-beta",
-        '    title "A night\'s seconds: never maintained (first line), maintained (second)"',
-        f'    x-axis "night" 1 --> {len(none)}',
+        f'    title "A night\'s seconds: {order}"',
+        f'    x-axis "night" 1 --> {len(next(iter(arms.values())))}',
         f'    y-axis "seconds" 0 --> {top * 1.1:.0f}',
-        line(none),
-        line(kept),
+        *(line(rows) for rows in arms.values()),
         "```",
     ]
+
+
+ORDINALS = ("first line", "second", "third")
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], Rows]] = {
@@ -377,8 +436,9 @@ def _ok(result: dict[str, Any] | None) -> bool:
     return result is not None and "failed" not in result
 
 
-# The upkeep target is about a year of nights; a run of fewer than this many is not judged.
-UPKEEP_JUDGED_FROM = 100
+# The upkeep target is about a year of nights; a run of fewer than this many is not judged,
+# and one shorter than a year is judged with its span named.
+UPKEEP_JUDGED_FROM = 20
 
 
 def targets(report: dict[str, Any], parts: list[str]) -> list[tuple[str, str, bool]]:
@@ -492,12 +552,14 @@ def targets(report: dict[str, Any], parts: list[str]) -> list[tuple[str, str, bo
         )
     upkeep = report.get("upkeep") if "upkeep" in parts else None
     if upkeep and upkeep["nights"] >= UPKEEP_JUDGED_FROM:
-        kept = upkeep["arms"]["weekly"]
-        ratio = kept[-1]["seconds"] / kept[9]["seconds"]
+        early, late = _upkeep_means(upkeep["arms"]["weekly"])
+        ratio = late / early
+        span = upkeep["nights"]
         found.append(
             (
-                "with a weekly maintain, the last night at most 1.2x night 10",
-                f"{ratio:.2f}x over {upkeep['nights']} nights",
+                "with a weekly maintain, the last night at most 1.2x night 10 (means of "
+                "nights 8-12 and of the last five)",
+                f"{ratio:.2f}x over {span} nights" + ("" if span >= 365 else " (not a year)"),
                 ratio <= 1.2,
             )
         )

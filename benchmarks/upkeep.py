@@ -1,11 +1,14 @@
-"""Nights over a long stretch, with and without `backfill maintain` (issue: upkeep).
+"""Nights over a long stretch, with and without upkeep (issue: upkeep).
 
 One generated log of `nights` dt= partitions (`events_per_night` events each, over `keys`
-keys, the generator's default faults) is run night by night into two sets of tables in one
-warm Spark session: one never maintained, one maintained every `every` nights. Each night's
-time and the three tables' file counts are recorded, and each maintain's time. A warm session
-measures what the tables cost a night; a scheduler's whole process adds its fixed start (see
-the small runs).
+keys, the generator's default faults) is run night by night into three sets of tables in one
+warm Spark session: one never maintained, one with `backfill maintain` every `every` nights,
+and one left to Delta's auto compaction (`delta.autoOptimize.autoCompact` on all three tables,
+compacting a table or bucket once it holds `every` small files, so both kinds of upkeep start
+at the same count). Each night's time and the three tables' file counts are recorded, and each
+maintain's time. A warm session measures what the tables cost a night (it keeps the optimizing
+compiler, as a long-lived process should); a scheduler's whole process adds its fixed start
+(see the small runs).
 
 `python -m benchmarks.upkeep --nights 30` runs it alone and prints the JSON; `make bench`
 runs it as its `upkeep` part.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import sys
 import time
@@ -27,6 +31,8 @@ from pipelines.io.sources import DateWindow
 from pipelines.schema import default_events_uri, default_quarantine_uri
 
 FIRST_NIGHT = date(2026, 1, 1)  # the generator's first dt= partition
+ARMS = ("none", "weekly", "auto")
+AUTO_COMPACT = "delta.autoOptimize.autoCompact"
 
 
 def bench_upkeep(
@@ -50,25 +56,30 @@ def bench_upkeep(
         )
     shutil.rmtree(work, ignore_errors=True)
     config = load_config()
-    spark = build_session(config)
-    arms: dict[str, list[dict[str, Any]]] = {"none": [], "weekly": []}
+    spark = build_session(config, large_run=True)
+    # Auto compaction applies to the tables that ask for it (the `auto` arm's only), once a
+    # table or bucket holds this many small files (Delta's default is 50).
+    spark.conf.set("spark.databricks.delta.autoCompact.minNumFiles", str(every))
+    arms: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     maintains: list[dict[str, Any]] = []
     try:
         for number in range(1, nights + 1):
             day = FIRST_NIGHT + timedelta(days=number - 1)
             for arm, rows in arms.items():
                 table = str(work / arm / "state")
+                tables = {
+                    "state": table,
+                    "events": default_events_uri(table),
+                    "quarantine": default_quarantine_uri(table),
+                }
+                if arm == "auto":
+                    _auto_compact(spark, tables.values())
                 request = RunRequest(sources=[str(data)], table=table, window=DateWindow(day, day))
                 started = time.monotonic()
                 run_backfill(spark, config, request, progress=lambda message: None)
                 seconds = time.monotonic() - started
                 rows.append({"night": number, "seconds": round(seconds, 2), **_files(table)})
                 if arm == "weekly" and number % every == 0:
-                    tables = {
-                        "state": table,
-                        "events": default_events_uri(table),
-                        "quarantine": default_quarantine_uri(table),
-                    }
                     started = time.monotonic()
                     maintain(spark, config, tables)
                     maintains.append(
@@ -80,9 +91,24 @@ def bench_upkeep(
                 file=sys.stderr,
                 flush=True,
             )
+        # Upkeep changes no row: every arm's state ends the same.
+        states = [_state_rows(str(work / arm / "state")) for arm in ARMS]
+        states_equal = all(rows == states[0] for rows in states)
+        # A re-fold of a few keys: what a literal key filter could skip, by each arm's layout
+        # (5 keys, and 200: a night of this log re-folds a few hundred).
+        samples = [[row["key"] for row in random.Random(5).sample(states[0], n)] for n in (5, 200)]
+        key_filter = {
+            arm: [
+                key_filter_reach(default_events_uri(str(work / arm / "state")), sample)
+                for sample in samples
+            ]
+            for arm in ARMS
+        }
     finally:
         spark.stop()
     return {
+        "states_equal": states_equal,
+        "key_filter": key_filter,
         "nights": nights,
         "events_per_night": events_per_night,
         "keys": keys,
@@ -90,6 +116,58 @@ def bench_upkeep(
         "arms": arms,
         "maintains": maintains,
     }
+
+
+def _auto_compact(spark: Any, uris: Any) -> None:
+    """Turn auto compaction on for each of these tables that exists and lacks it (the
+    first night creates them; the quarantine appears with the first quarantined record)."""
+    from delta.tables import DeltaTable
+
+    for uri in uris:
+        if not DeltaTable.isDeltaTable(spark, uri):
+            continue
+        properties = DeltaTable.forPath(spark, uri).detail().first()["properties"]
+        if properties.get(AUTO_COMPACT) != "true":
+            spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ('{AUTO_COMPACT}' = 'true')")
+
+
+def key_filter_reach(events: str, keys: list[str]) -> dict[str, int]:
+    """What a literal `key IN (keys)` filter on the events table could skip by its layout:
+    the files whose key range (the log's statistics) holds one of `keys`, and the Parquet row
+    groups whose key statistics do, against all of them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    table = DeltaTable(events)
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    wanted = sorted(keys)
+
+    def holds(low: str | None, high: str | None) -> bool:
+        return low is None or high is None or any(low <= key <= high for key in wanted)
+
+    files = [a for a in actions if holds(a["min.key"], a["max.key"])]
+    groups = reached = 0
+    for action in actions:
+        metadata = pq.ParquetFile(f"{events}/{action['path']}").metadata
+        column = metadata.schema.names.index("key")
+        for index in range(metadata.num_row_groups):
+            stats = metadata.row_group(index).column(column).statistics
+            groups += 1
+            reached += holds(stats.min, stats.max) if stats and stats.has_min_max else 1
+    return {
+        "keys": len(keys),
+        "files": len(actions),
+        "files_reached": len(files),
+        "row_groups": groups,
+        "row_groups_reached": reached,
+    }
+
+
+def _state_rows(table: str) -> list[dict[str, Any]]:
+    from deltalake import DeltaTable
+
+    return sorted(DeltaTable(table).to_pyarrow_table().to_pylist(), key=lambda row: row["key"])
 
 
 def _files(table: str) -> dict[str, int]:
