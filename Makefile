@@ -45,13 +45,16 @@ $(PUSHGATEWAY): | $(STAMP)
 
 pushgateway: $(PUSHGATEWAY)
 
-# Two workers (pytest-xdist), each with its own Spark session; a test's figures are summed.
-test: setup airflow pushgateway lint typecheck
+# The set-up steps in parallel (the Airflow venv installs while the class archive is made),
+# then two pytest workers (pytest-xdist), each with its own Spark session; a test's figures
+# are summed.
+test:
+	$(MAKE) -j3 --output-sync=target setup airflow pushgateway lint typecheck
 	$(PY) -m pytest -n 2 --dist worksteal --durations=30
 
 # The long runs: the reliability suite with 20 kills and ten times the generated hostile
 # input, ten times the hypothesis-drawn logs and nights of the balance and snapshot folds,
-# and the tests marked `soak` (the snapshot demo from the source tree, a run killed after its
+# and the tests marked `soak` (both folds' demos from the source tree, a run killed after its
 # quarantine commit, the bench's nightly contender), which `make test` skips.
 soak: setup
 	BACKFILL_SOAK=1 $(PY) -m pytest tests/test_reliability.py tests/test_incremental.py \

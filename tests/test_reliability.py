@@ -43,7 +43,7 @@ from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
 # `make soak` (BACKFILL_SOAK=1) runs the same suite longer: more kills, more generated input.
-KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "20" if SOAK else "4"))
+KILL_TRIALS = int(os.environ.get("BACKFILL_KILL_TRIALS", "20" if SOAK else "2"))
 HOSTILE_EXAMPLES = 60 if SOAK else 6
 # Times two concurrent runs are started before a test that never saw them overlap fails.
 CONCURRENT_ATTEMPTS = 3
