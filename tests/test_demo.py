@@ -20,7 +20,8 @@ def _states(spark, table: Path, fold: str, version: int | None = None) -> dict:
     return states
 
 
-@pytest.mark.soak  # `make test` runs the default fold's demo from the installed wheel (test_install)
+# `make test` runs the default fold's demo from the installed wheel (test_install).
+@pytest.mark.soak
 @pytest.mark.parametrize("fold", ["balance", "snapshot"])
 def test_the_demo_corrects_the_live_worker(spark, tmp_path, fold):
     flags = ["--events", "3000", "--keys", "80", "--days", "3", "--shuffle-partitions", "2"]
