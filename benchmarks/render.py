@@ -396,22 +396,31 @@ def _upkeep_means(rows: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def _upkeep_chart(arms: dict[str, list[dict[str, Any]]]) -> Rows:
-    """A night's seconds, night by night, one line per arm (a Mermaid chart GitHub draws)."""
-    top = max(r["seconds"] for rows in arms.values() for r in rows)
+    """A night's seconds and the events table's files after it, night by night, one line per
+    arm (two Mermaid charts GitHub draws)."""
     places = zip(arms, ORDINALS, strict=False)
     order = ", ".join(f"{UPKEEP_ARMS[arm]} ({place})" for arm, place in places)
+    nights = len(next(iter(arms.values())))
 
-    def line(rows: list[dict[str, Any]]) -> str:
-        return "    line [" + ", ".join(f"{r['seconds']:.1f}" for r in rows) + "]"
+    def chart(title: str, field: str, axis: str, form: str) -> Rows:
+        top = max(r[field] for rows in arms.values() for r in rows)
+        return [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{title}: {order}"',
+            f'    x-axis "night" 1 --> {nights}',
+            f'    y-axis "{axis}" 0 --> {top * 1.1:.0f}',
+            *(
+                "    line [" + ", ".join(format(r[field], form) for r in rows) + "]"
+                for rows in arms.values()
+            ),
+            "```",
+        ]
 
     return [
-        "```mermaid",
-        "xychart-beta",
-        f'    title "A night\'s seconds: {order}"',
-        f'    x-axis "night" 1 --> {len(next(iter(arms.values())))}',
-        f'    y-axis "seconds" 0 --> {top * 1.1:.0f}',
-        *(line(rows) for rows in arms.values()),
-        "```",
+        *chart("A night's seconds", "seconds", "seconds", ".1f"),
+        "",
+        *chart("The events table's files after each night", "events_files", "files", "d"),
     ]
 
 
@@ -536,12 +545,20 @@ def targets(report: dict[str, Any], parts: list[str]) -> list[tuple[str, str, bo
             share = night["seconds"] / history["seconds"]
             found.append(
                 (
-                    "a night at most 10% of a full recompute from the raw log",
-                    f"{share:.1%} (and {night['seconds'] / nightly['full_refold']['seconds']:.0%} "
-                    "of `--full`, which re-folds every key without re-reading the raw log)",
-                    share <= 0.10,
+                    "a night at most 20% of the full backfill (the history from the raw log)",
+                    f"{share:.1%}",
+                    share <= 0.20,
                 )
             )
+        full = nightly["full_refold"]["seconds"]
+        found.append(
+            (
+                "a night never costs more than `--full` (every key re-folded from the events "
+                "table, without re-reading the raw log)",
+                f"{night['seconds'] / full:.0%} of `--full`",
+                night["seconds"] <= full,
+            )
+        )
         ratio = night["seconds"] / alone["seconds"]
         found.append(("a night at most 1.5x the night alone", f"{ratio:.2f}x", ratio <= 1.5))
     formats = report.get("formats") if "formats" in parts else None
