@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import getpass
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +161,20 @@ def _files(uri: str, config: Config) -> _Files:
     return _Files(table.version(), len(sizes), int(sum(sizes)), keyed)
 
 
+@contextmanager
+def _session_conf(spark: SparkSession, name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` for the block, then back to what it was (or unset)."""
+    previous = spark.conf.get(name, None)
+    spark.conf.set(name, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(name)
+        else:
+            spark.conf.set(name, previous)
+
+
 def _set_retention(spark: SparkSession, uri: str, days: int) -> None:
     """The table states its window, so that any VACUUM (ours or another tool's) keeps it,
     and keeps its log at least as long (Delta's default log retention is 30 days)."""
@@ -179,15 +195,8 @@ def _vacuum(spark: SparkSession, uri: str, days: int) -> tuple[int, int]:
     from delta.tables import DeltaTable
 
     before = _latest_version(spark, uri)
-    previous = spark.conf.get(VACUUM_LOGGING_CONF, None)
-    spark.conf.set(VACUUM_LOGGING_CONF, "true")
-    try:
+    with _session_conf(spark, VACUUM_LOGGING_CONF, "true"):
         spark.sql(f"VACUUM delta.`{uri}` RETAIN {days * 24} HOURS").collect()
-    finally:
-        if previous is None:
-            spark.conf.unset(VACUUM_LOGGING_CONF)
-        else:
-            spark.conf.set(VACUUM_LOGGING_CONF, previous)
     rows = (
         DeltaTable.forPath(spark, uri)
         .history()
