@@ -114,6 +114,11 @@ class EventsConfig(_Frozen):
     # Key buckets the table is partitioned by, fixed when it is created: re-folding a few
     # keys reads only their buckets, while each nightly append writes a file per bucket.
     buckets: int = Field(default=16, ge=1, le=4096)
+    # The largest file `backfill maintain` writes when it lays the table out by key (Delta's
+    # own default is 1024). A night that replaces stored events (a newer, different copy)
+    # rewrites every file holding one, so smaller files bound that rewrite, and a bucket of
+    # several files lets each file span fewer keys.
+    max_file_mb: int = Field(default=32, ge=1, le=1024)
 
 
 class TablesConfig(_Frozen):

@@ -33,6 +33,9 @@ LOG_RETENTION_DEFAULT_DAYS = 30  # Delta's own default for the log
 VACUUM_LOGGING_CONF = "spark.databricks.delta.vacuum.logging.enabled"
 # Delta's OPTIMIZE leaves a file alone once it is this large (its default, 1 GiB).
 MIN_FILE_SIZE_CONF, MIN_FILE_SIZE_DEFAULT = "spark.databricks.delta.optimize.minFileSize", 1 << 30
+# The size OPTIMIZE bins files into (its default, 1 GiB); the events table's comes from
+# `events.max_file_mb`.
+MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"
 
 
 @dataclass
@@ -113,8 +116,11 @@ def _maintain_table(
 
         def compact() -> Any:
             optimize = DeltaTable.forPath(spark, uri).optimize()
-            done = optimize.executeZOrderBy("key") if by_key else optimize.executeCompaction()
-            return done.first()
+            if not by_key:
+                return optimize.executeCompaction().first()
+            largest = str(config.events.max_file_mb * 1024 * 1024)
+            with _session_conf(spark, MAX_FILE_SIZE_CONF, largest):
+                return optimize.executeZOrderBy("key").first()
 
         row, _ = retry_conflicts(uri, "compaction", compact)
     metrics = row["metrics"] if row is not None else None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import pairwise
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
@@ -164,6 +166,44 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(spark, config, tmp_
     assert text.returncode == 0
     lines = text.stdout.splitlines()
     assert len(lines) == 3 and all("would compact" in line for line in lines)
+
+
+def test_the_events_table_is_laid_out_by_key_in_files_of_at_most_max_file_mb(
+    spark, config, tmp_path
+):
+    """One bucket of a few MB and `events.max_file_mb: 1`: the maintain writes it as several
+    files, each over its own range of keys (so a key filter could skip the others), and
+    changes no row."""
+    from pipelines.maintain import maintain as maintain_tables
+
+    small_files = config.with_overrides(**{"events.buckets": 1, "events.max_file_mb": 1})
+    events, table = tmp_path / "events", tmp_path / "state"
+    generate_log(events, events=40_000, keys=400, seed=23, faults=FaultRates(), days=1)
+    backfill(spark, small_files, [events], table)
+    stored = default_events_uri(str(table))
+    before = DeltaTable(stored)
+    assert len(before.file_uris()) == 1 and before.version() == 1
+
+    (_, report, _) = maintain_tables(
+        spark,
+        small_files,
+        {"state": str(table), "events": stored, "quarantine": f"{table}_quarantine"},
+    )
+
+    assert report.files_before == 1 and report.files_after is not None
+    assert report.files_after >= 2
+    assert report.bytes_before > report.files_after * 0.5 * 2**20  # files of about 1 MB
+    ranges = sorted(
+        (action["min.key"], action["max.key"])
+        for action in pa.table(DeltaTable(stored).get_add_actions(flatten=True)).to_pylist()
+    )
+    # Ranges in order, sharing at most a boundary key (Z-order spreads a key of many rows
+    # over two neighbouring files): one key's rows sit in one or two of the files.
+    assert all(low_next >= high for (_, high), (low_next, _) in pairwise(ranges)), ranges
+    expected = reference_backfill(read_lines(events))
+    assert table_states(spark, table) == expected.states
+    ids = DeltaTable(stored).to_pyarrow_table(columns=["event_id"]).column("event_id")
+    assert len(ids) == len(set(ids.to_pylist())) == expected.valid_unique
 
 
 @pytest.mark.parametrize(
