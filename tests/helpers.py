@@ -64,6 +64,14 @@ def table_states(
     return {r["key"]: {k: _aware(v) for k, v in r.asDict().items() if k != "key"} for r in rows}
 
 
+def delta_rs_states(table: Path | str, version: int | None = None) -> dict[str, dict[str, Any]]:
+    """`table_states` read with delta-rs, no Spark: each key's row without its key."""
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(str(table), version=version).to_pyarrow_table().to_pylist()
+    return {row.pop("key"): row for row in rows}
+
+
 def _aware(value: Any) -> Any:
     """Spark returns timestamps as naive local datetimes; make them aware, in UTC."""
     if isinstance(value, datetime) and value.tzinfo is None:

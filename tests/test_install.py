@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from deltalake import DeltaTable
 
 from pipelines.config import CONFIG_ENV
+from tests.helpers import delta_rs_states
 from tests.reference import read_lines, reference_backfill
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +63,3 @@ def test_a_wheel_install_runs_the_demo_from_an_empty_directory(tmp_path):
     expected = reference_backfill(read_lines(work / "events"))
     assert delta_rs_states(work / "state") == expected.states
     assert delta_rs_states(work / "state", version=1) != expected.states  # the live worker's
-
-
-def delta_rs_states(table: Path, version: int | None = None) -> dict[str, dict]:
-    rows = DeltaTable(str(table), version=version).to_pyarrow_table().to_pylist()
-    return {row.pop("key"): row for row in rows}

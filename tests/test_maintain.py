@@ -22,7 +22,13 @@ from pipelines.run import RunRequest, run_backfill
 from pipelines.run import fold as fold_stage
 from pipelines.schema import default_events_uri
 from tests.cli import assert_one_line_error, run_main, run_python
-from tests.helpers import backfill, kept_fingerprint, rows_fingerprint, table_states
+from tests.helpers import (
+    backfill,
+    delta_rs_states,
+    kept_fingerprint,
+    rows_fingerprint,
+    table_states,
+)
 from tests.reference import read_lines, reference_backfill
 
 FAULTS = FaultRates(duplicate=0.05, conflict=0.02, late=0.05, lost=0.01, garbage=0.03)
@@ -36,23 +42,11 @@ def maintain(spark, table: Path, *flags: str) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def versions_of(table: Path) -> dict[int, list[dict]]:
+def versions_of(table: Path) -> dict[int, dict[str, dict]]:
     """Every version's rows, read with delta-rs (milliseconds a version, where Spark takes
     seconds)."""
     latest = DeltaTable(str(table)).version()
-    return {
-        version: sorted(
-            DeltaTable(str(table), version=version).to_pyarrow_table().to_pylist(),
-            key=lambda row: row["key"],
-        )
-        for version in range(latest + 1)
-    }
-
-
-def delta_rs_states(table: Path) -> dict[str, int]:
-    """The state as delta-rs reads it: each key's balance and event count."""
-    rows = DeltaTable(str(table)).to_pyarrow_table(columns=["key", "balance", "event_count"])
-    return {row["key"]: (row["balance"], row["event_count"]) for row in rows.to_pylist()}
+    return {version: delta_rs_states(table, version) for version in range(latest + 1)}
 
 
 @pytest.mark.slow
@@ -102,7 +96,8 @@ def test_nights_with_a_maintain_every_two_equal_the_reference_and_keep_every_ver
 
     assert maintained >= 2
     assert table_states(spark, table) == expected_all.states
-    assert delta_rs_states(table) == {
+    read_by_delta_rs = delta_rs_states(table)
+    assert {key: (row["balance"], row["event_count"]) for key, row in read_by_delta_rs.items()} == {
         key: (state["balance"], state["event_count"]) for key, state in expected_all.states.items()
     }
     stored_events = DeltaTable(default_events_uri(str(table))).to_pyarrow_table(
